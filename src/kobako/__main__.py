@@ -1,0 +1,3 @@
+from kobako.cli import main
+
+raise SystemExit(main())

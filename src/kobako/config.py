@@ -1,0 +1,63 @@
+"""Server configuration: where data lives, who may sign requests, which region.
+
+Read from an optional TOML file (`kobako serve --config FILE`):
+
+    region = "us-east-1"
+    hostnames = ["localhost", "s3.example.internal"]   # bases for virtual-host S3
+
+    [[users]]
+    access_key_id = "AKIA..."
+    secret_access_key = "..."
+    display_name = "alice"
+    account_id = "111111111111"
+
+Without a file there is one user, `test` / `test`, in account 000000000000.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kobako.protocol.sigv4 import Credential
+
+DEFAULT_USER = Credential(
+    access_key_id="test",
+    secret_access_key="test",
+    display_name="test",
+    account_id="000000000000",
+)
+
+
+@dataclass
+class Config:
+    data_dir: Path
+    region: str = "us-east-1"
+    users: dict[str, Credential] = field(default_factory=lambda: {"test": DEFAULT_USER})
+    hostnames: list[str] = field(default_factory=lambda: ["localhost", "s3.localhost"])
+    fsync: bool = True
+
+    def lookup(self, access_key_id: str) -> Credential | None:
+        return self.users.get(access_key_id)
+
+    @classmethod
+    def load(cls, data_dir: Path, path: Path | None = None) -> Config:
+        config = cls(data_dir=data_dir)
+        if path is None:
+            return config
+        raw = tomllib.loads(path.read_text())
+        config.region = str(raw.get("region", config.region))
+        config.hostnames = [str(h) for h in raw.get("hostnames", config.hostnames)]
+        config.fsync = bool(raw.get("fsync", True))
+        if "users" in raw:
+            config.users = {}
+            for entry in raw["users"]:
+                user = Credential(
+                    access_key_id=str(entry["access_key_id"]),
+                    secret_access_key=str(entry["secret_access_key"]),
+                    display_name=str(entry.get("display_name", entry["access_key_id"])),
+                    account_id=str(entry.get("account_id", "000000000000")),
+                )
+                config.users[user.access_key_id] = user
+        return config

@@ -1,0 +1,405 @@
+"""One codec per AWS protocol: parse a request into parameters, serialize results.
+
+A codec knows the wire format (`rest-xml`, `rest-json`, `json`, `query`) and nothing
+about any service: everything operation-specific comes from the botocore model.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import datetime
+from typing import Any
+from urllib.parse import parse_qsl
+from xml.etree.ElementTree import Element, ParseError, XMLParser
+
+from kobako.protocol import values
+from kobako.protocol.errors import AwsError
+from kobako.protocol.http import HttpRequest, HttpResponse
+from kobako.protocol.routing import OperationRouter
+from kobako.protocol.timestamps import format_timestamp
+from kobako.spec import OperationModel, ServiceModel, Shape
+
+XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+
+def parse_xml(body: bytes) -> Element:
+    """Parse untrusted XML; expat refuses entity-expansion bombs by itself."""
+    parser = XMLParser()
+    try:
+        parser.feed(body)
+        return parser.close()
+    except ParseError as exc:
+        raise values._malformed(str(exc)) from None
+
+
+class Codec:
+    """The interface the server uses; subclasses implement one protocol each."""
+
+    content_type = "application/json"
+
+    def __init__(self, model: ServiceModel) -> None:
+        self.model = model
+
+    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+        raise NotImplementedError
+
+    async def parse(
+        self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
+        raise NotImplementedError
+
+    def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
+        raise NotImplementedError
+
+    def unknown_operation(self, what: str) -> AwsError:
+        return AwsError("UnknownOperationException", f"Unknown operation {what}", 400)
+
+
+# ---------------------------------------------------------------- REST binding
+
+
+class RestCodec(Codec):
+    """What rest-xml and rest-json share: URI labels, query string, headers, payload."""
+
+    def __init__(self, model: ServiceModel) -> None:
+        super().__init__(model)
+        self.router = OperationRouter(model)
+
+    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+        found = self.router.match(request, path)
+        if found is None:
+            raise self.unknown_operation(f"{request.method} {path}")
+        return found.operation, found.labels
+
+    async def parse(
+        self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        shape = op.input_shape
+        if shape is None:
+            return {}
+        params: dict[str, Any] = {}
+        payload_name = shape.serialization.get("payload")
+        bound = {
+            str(m.serialization.get("name", n))
+            for n, m in shape.members.items()
+            if m.serialization.get("location") == "querystring" and m.type_name != "map"
+        }
+        for name, member in shape.members.items():
+            location = member.serialization.get("location")
+            wire = str(member.serialization.get("name", name))
+            if location == "uri":
+                if wire in labels:
+                    params[name] = values.scalar_from_text(labels[wire], member)
+            elif location == "querystring":
+                self._parse_query_member(request, name, wire, member, params, bound)
+            elif location == "header":
+                self._parse_header_member(request, name, wire, member, params)
+            elif location == "headers":
+                prefix = wire.lower()
+                found = {
+                    key[len(prefix):]: value
+                    for key, value in request.headers.items()
+                    if key.startswith(prefix)
+                }
+                if found:
+                    params[name] = found
+        if payload_name:
+            member = shape.members[payload_name]
+            if member.type_name == "blob" and member.serialization.get("streaming"):
+                params[payload_name] = request.body
+            elif member.type_name in ("blob", "string"):
+                raw = await request.body.read_all()
+                params[payload_name] = raw if member.type_name == "blob" else raw.decode()
+            else:
+                raw = await request.body.read_all()
+                if raw.strip():
+                    params[payload_name] = self.parse_payload(raw, member)
+        elif any(not m.serialization.get("location") for m in shape.members.values()):
+            raw = await request.body.read_all()
+            if raw.strip():
+                params.update(self.parse_payload(raw, shape))
+        return params
+
+    def _parse_query_member(
+        self,
+        request: HttpRequest,
+        name: str,
+        wire: str,
+        member: Shape,
+        params: dict[str, Any],
+        bound: set[str],
+    ) -> None:
+        if member.type_name == "map":
+            params[name] = {k: v for k, v in request.query.items() if k not in bound}
+        elif wire in request.query_multi:
+            if member.type_name == "list":
+                params[name] = [
+                    values.scalar_from_text(v, member.member) for v in request.query_multi[wire]
+                ]
+            else:
+                params[name] = values.scalar_from_text(request.query[wire], member)
+
+    def _parse_header_member(
+        self, request: HttpRequest, name: str, wire: str, member: Shape, params: dict[str, Any]
+    ) -> None:
+        raw = request.headers.get(wire.lower())
+        if raw is None:
+            return
+        if member.type_name == "list":
+            params[name] = [
+                values.scalar_from_text(part.strip(), member.member) for part in raw.split(",")
+            ]
+        elif member.serialization.get("jsonvalue"):
+            params[name] = raw
+        else:
+            params[name] = values.scalar_from_text(raw, member)
+
+    def parse_payload(self, raw: bytes, shape: Shape) -> Any:
+        raise NotImplementedError
+
+    def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
+        response = HttpResponse(status=int(op.http.get("responseCode", 200)))
+        shape = op.output_shape
+        if shape is None:
+            return response
+        for name, member in shape.members.items():
+            value = output.get(name)
+            if value is None:
+                continue
+            location = member.serialization.get("location")
+            wire = str(member.serialization.get("name", name))
+            if location == "header":
+                response.headers.append((wire, self._header_text(value, member)))
+            elif location == "headers":
+                response.headers.extend((wire + key, str(item)) for key, item in value.items())
+            elif location == "statusCode":
+                response.status = int(value)
+        if "__status" in output:
+            response.status = int(output["__status"])
+        payload_name = shape.serialization.get("payload")
+        if payload_name:
+            member = shape.members[payload_name]
+            value = output.get(payload_name)
+            if value is None:
+                return response
+            if member.type_name in ("blob", "string"):
+                response.body = value.encode() if isinstance(value, str) else value
+            else:
+                root = str(member.serialization.get("name", member.name))
+                response.body = self.serialize_payload(root, value, member)
+                response.headers.append(("Content-Type", self.content_type))
+        elif any(not m.serialization.get("location") for m in shape.members.values()):
+            response.body = self.serialize_payload(self.root_name(op), output, shape)
+            response.headers.append(("Content-Type", self.content_type))
+        return response
+
+    @staticmethod
+    def _header_text(value: Any, member: Shape) -> str:
+        if member.type_name == "timestamp" and isinstance(value, datetime):
+            fmt = str(member.serialization.get("timestampFormat", "rfc822"))
+            return str(format_timestamp(value, fmt))
+        if member.type_name == "list":
+            return ",".join(str(item) for item in value)
+        return values.scalar_to_text(value, member)
+
+    def root_name(self, op: OperationModel) -> str:
+        shape = op.output_shape
+        return str(shape.serialization.get("name", shape.name)) if shape else op.name
+
+    def serialize_payload(self, root: str, value: Any, shape: Shape) -> bytes:
+        raise NotImplementedError
+
+
+class RestXmlCodec(RestCodec):
+    content_type = "application/xml"
+
+    def __init__(self, model: ServiceModel, root_names: dict[str, str] | None = None) -> None:
+        super().__init__(model)
+        self.root_names = root_names or {}
+        self.xmlns = str(model.metadata.get("xmlNamespace", {}).get("uri", "")) if isinstance(
+            model.metadata.get("xmlNamespace"), dict) else ""
+        if not self.xmlns and model.service_name == "s3":
+            self.xmlns = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+    def parse_payload(self, raw: bytes, shape: Shape) -> Any:
+        return values.xml_to_value(parse_xml(raw), shape)
+
+    def root_name(self, op: OperationModel) -> str:
+        return self.root_names.get(op.name) or super().root_name(op)
+
+    def serialize_payload(self, root: str, value: Any, shape: Shape) -> bytes:
+        out: list[str] = [XML_DECLARATION]
+        values.value_to_xml(root, value, shape, out, self.xmlns)
+        return "".join(out).encode()
+
+    def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
+        fields = "".join(
+            f"<{k}>{values.escape(v)}</{k}>" for k, v in error.fields.items()
+        )
+        body = (
+            f"{XML_DECLARATION}<Error><Code>{error.code}</Code>"
+            f"<Message>{values.escape(error.message)}</Message>{fields}"
+            f"<RequestId>{request_id}</RequestId></Error>"
+        )
+        headers = [("Content-Type", "application/xml"), *error.headers.items()]
+        return HttpResponse(error.status, headers, body.encode())
+
+
+class RestJsonCodec(RestCodec):
+    content_type = "application/json"
+
+    def parse_payload(self, raw: bytes, shape: Shape) -> Any:
+        return values.json_to_value(_load_json(raw), shape)
+
+    def serialize_payload(self, root: str, value: Any, shape: Shape) -> bytes:
+        return values.dumps(values.value_to_json(value, shape))
+
+    def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
+        return _json_error(error, "application/json")
+
+
+# ---------------------------------------------------------------- JSON RPC
+
+
+def _load_json(raw: bytes) -> Any:
+    try:
+        return json.loads(raw) if raw.strip() else {}
+    except (ValueError, UnicodeDecodeError):
+        raise AwsError("SerializationException", "The request body is not valid JSON.") from None
+
+
+def _json_error(error: AwsError, content_type: str) -> HttpResponse:
+    body: dict[str, Any] = {"__type": error.code, "message": error.message, **error.fields}
+    headers = [
+        ("Content-Type", content_type),
+        ("x-amzn-ErrorType", error.code),
+        *error.headers.items(),
+    ]
+    return HttpResponse(error.status, headers, values.dumps(body))
+
+
+class JsonCodec(Codec):
+    def __init__(self, model: ServiceModel) -> None:
+        super().__init__(model)
+        self.content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.0')}"
+        self.target_prefix = str(model.metadata.get("targetPrefix", ""))
+
+    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+        target = request.headers.get("x-amz-target", "")
+        prefix, _, name = target.rpartition(".")
+        if prefix != self.target_prefix or name not in self.model.operation_names:
+            raise self.unknown_operation(target or "(no X-Amz-Target)")
+        return self.model.operation_model(name), {}
+
+    async def parse(
+        self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        raw = await request.body.read_all()
+        if op.input_shape is None:
+            return {}
+        parsed = values.json_to_value(_load_json(raw), op.input_shape)
+        return parsed if isinstance(parsed, dict) else {}
+
+    def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
+        body = values.value_to_json(output, op.output_shape) if op.output_shape else {}
+        return HttpResponse(200, [("Content-Type", self.content_type)], values.dumps(body))
+
+    def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
+        return _json_error(error, self.content_type)
+
+
+# ---------------------------------------------------------------- query
+
+
+class QueryCodec(Codec):
+    content_type = "text/xml"
+
+    def __init__(self, model: ServiceModel) -> None:
+        super().__init__(model)
+        self.xmlns = str(model.metadata.get("xmlNamespace", ""))
+
+    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+        action = request.query.get("Action", "")
+        if action not in self.model.operation_names:
+            raise AwsError("InvalidAction", f"Could not find operation {action}", 400)
+        return self.model.operation_model(action), {}
+
+    async def parse(
+        self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
+    ) -> dict[str, Any]:
+        raw = await request.body.read_all()
+        form = dict(request.query)
+        form.update(parse_qsl(raw.decode(errors="replace"), keep_blank_values=True))
+        if op.input_shape is None:
+            return {}
+        return dict(self._struct(form, "", op.input_shape))
+
+    def _struct(self, form: dict[str, str], prefix: str, shape: Shape) -> dict[str, Any]:
+        result: dict[str, Any] = {}
+        for name, member in shape.members.items():
+            key = prefix + str(member.serialization.get("name", name))
+            value = self._value(form, key, member)
+            if value is not None:
+                result[name] = value
+        return result
+
+    def _value(self, form: dict[str, str], key: str, shape: Shape) -> Any:
+        kind = shape.type_name
+        if kind == "structure":
+            if not any(k.startswith(key + ".") for k in form):
+                return None
+            return self._struct(form, key + ".", shape)
+        if kind == "list":
+            base = key if shape.serialization.get("flattened") else key + ".member"
+            items = []
+            index = 1
+            while any(k == f"{base}.{index}" or k.startswith(f"{base}.{index}.") for k in form):
+                items.append(self._value(form, f"{base}.{index}", shape.member))
+                index += 1
+            return items if items or key in form else None
+        if kind == "map":
+            base = key if shape.serialization.get("flattened") else key + ".entry"
+            result: dict[str, Any] = {}
+            index = 1
+            while f"{base}.{index}.key" in form:
+                result[form[f"{base}.{index}.key"]] = self._value(
+                    form, f"{base}.{index}.value", shape.value
+                )
+                index += 1
+            return result or None
+        if key not in form:
+            return None
+        return values.scalar_from_text(form[key], shape)
+
+    def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
+        out = [XML_DECLARATION, f'<{op.name}Response xmlns="{self.xmlns}">']
+        if op.output_shape is not None:
+            values.value_to_xml(f"{op.name}Result", output, op.output_shape, out)
+        out.append(f"<ResponseMetadata><RequestId>{output.get('__request_id', '')}</RequestId>")
+        out.append(f"</ResponseMetadata></{op.name}Response>")
+        return HttpResponse(200, [("Content-Type", self.content_type)], "".join(out).encode())
+
+    def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
+        kind = "Sender" if error.sender_fault else "Receiver"
+        body = (
+            f'{XML_DECLARATION}<ErrorResponse xmlns="{self.xmlns}"><Error><Type>{kind}</Type>'
+            f"<Code>{error.code}</Code><Message>{values.escape(error.message)}</Message>"
+            f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
+        )
+        return HttpResponse(error.status, [("Content-Type", self.content_type)], body.encode())
+
+
+def codec_for(model: ServiceModel, **options: Any) -> Codec:
+    protocol = model.metadata.get("protocol")
+    if protocol == "rest-xml":
+        return RestXmlCodec(model, **options)
+    if protocol == "rest-json":
+        return RestJsonCodec(model)
+    if protocol == "json":
+        return JsonCodec(model)
+    if protocol == "query":
+        return QueryCodec(model)
+    raise ValueError(f"unsupported protocol {protocol!r}")

@@ -1,0 +1,98 @@
+"""The HTTP request and response as the protocol layer sees them, free of ASGI."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable, Awaitable
+from dataclasses import dataclass, field
+from urllib.parse import parse_qsl
+
+from kobako.protocol.errors import AwsError
+
+Receive = Callable[[], Awaitable[bytes | None]]
+
+
+class BodyStream:
+    """A request body read once, piece by piece, from the server.
+
+    `read_all` has a cap so that services with small JSON bodies cannot be made to
+    buffer unbounded data; S3 streams with `__aiter__` instead.
+    """
+
+    def __init__(
+        self,
+        pieces: AsyncIterator[bytes],
+        trailers: Callable[[], dict[str, str]] | None = None,
+        length: int | None = None,
+    ) -> None:
+        self._pieces = pieces
+        self._trailers = trailers
+        self.length = length
+        self.consumed = False
+
+    @property
+    def trailers(self) -> dict[str, str]:
+        """Trailing headers of an aws-chunked body (checksums); read after the body."""
+        return self._trailers() if self._trailers else {}
+
+    def __aiter__(self) -> AsyncIterator[bytes]:
+        if self.consumed:
+            raise RuntimeError("request body already consumed")
+        self.consumed = True
+        return self._pieces
+
+    async def read_all(self, limit: int = 64 * 1024 * 1024) -> bytes:
+        chunks: list[bytes] = []
+        size = 0
+        async for piece in self:
+            size += len(piece)
+            if size > limit:
+                raise AwsError("EntityTooLarge", "Your request body is too large.", 400)
+            chunks.append(piece)
+        return b"".join(chunks)
+
+    @classmethod
+    def of_bytes(cls, data: bytes) -> BodyStream:
+        async def once() -> AsyncIterator[bytes]:
+            if data:
+                yield data
+
+        return cls(once())
+
+
+@dataclass
+class HttpRequest:
+    """One request: method, the raw (still percent-encoded) path, query and headers."""
+
+    method: str
+    raw_path: str
+    query_string: str
+    headers: dict[str, str]
+    body: BodyStream
+    host: str = ""
+    query: dict[str, str] = field(default_factory=dict)
+    query_multi: dict[str, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if not self.host:
+            self.host = self.headers.get("host", "")
+        if self.query_string and not self.query_multi:
+            for name, value in parse_qsl(self.query_string, keep_blank_values=True):
+                self.query_multi.setdefault(name, []).append(value)
+            self.query = {name: values[0] for name, values in self.query_multi.items()}
+
+
+Body = bytes | AsyncIterator[bytes]
+
+
+@dataclass
+class HttpResponse:
+    status: int = 200
+    headers: list[tuple[str, str]] = field(default_factory=list)
+    body: Body = b""
+
+    def header(self, name: str) -> str | None:
+        lname = name.lower()
+        for key, value in self.headers:
+            if key.lower() == lname:
+                return value
+        return None

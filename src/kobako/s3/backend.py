@@ -1,0 +1,186 @@
+"""What every S3 handler shares: the store, access checks, body streaming."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import hashlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Any
+
+from kobako.protocol.errors import AwsError
+from kobako.protocol.http import BodyStream
+from kobako.s3 import errors
+from kobako.s3.checksums import ALGORITHMS, b64
+from kobako.s3.store import Bucket, Ingested, ObjectRecord, S3Store
+from kobako.server.service import RequestContext
+
+READ_SIZE = 1024 * 1024
+SMALL_OBJECT = 256 * 1024
+STORAGE_CLASSES = {
+    "STANDARD", "REDUCED_REDUNDANCY", "STANDARD_IA", "ONEZONE_IA", "INTELLIGENT_TIERING",
+    "GLACIER", "DEEP_ARCHIVE", "OUTPOSTS", "GLACIER_IR", "SNOW", "EXPRESS_ONEZONE",
+}
+# Content headers stored with an object and returned on GET/HEAD, by parameter name.
+CONTENT_PARAMS = (
+    "ContentType", "ContentEncoding", "ContentDisposition", "ContentLanguage",
+    "CacheControl", "Expires", "WebsiteRedirectLocation",
+)
+
+
+def canonical_user_id(account_id: str) -> str:
+    return hashlib.sha256(f"kobako:{account_id}".encode()).hexdigest()
+
+
+@dataclass
+class S3Backend:
+    store: S3Store
+
+    def bucket(self, ctx: RequestContext, name: str) -> Bucket:
+        """The bucket, if it exists and the caller's account owns it."""
+        bucket = self.store.get_bucket(name)
+        if bucket is None:
+            raise errors.no_such_bucket(name)
+        if bucket.account_id != ctx.account_id:
+            raise errors.access_denied()
+        return bucket
+
+    def object(self, ctx: RequestContext, bucket: str, key: str) -> ObjectRecord:
+        self.bucket(ctx, bucket)
+        record = self.store.get_object(bucket, key)
+        if record is None:
+            raise errors.no_such_key(key)
+        return record
+
+    async def ingest_body(
+        self, body: BodyStream, params: dict[str, Any], trailer: str = ""
+    ) -> tuple[Ingested, dict[str, str]]:
+        """Stream the request body to a blob and check every digest the client sent.
+
+        Returns the blob and the checksums to store (algorithm -> base64).
+        """
+        wanted = requested_checksums(params, trailer)
+        expected_md5 = params.get("ContentMD5")
+        if expected_md5 is not None:
+            try:
+                if len(base64.b64decode(expected_md5, validate=True)) != 16:
+                    raise ValueError
+            except (ValueError, binascii.Error):
+                raise AwsError("InvalidDigest", "The Content-MD5 you specified was invalid.",
+                               400) from None
+        ingested = await self.store.ingest(body, set(wanted))
+        try:
+            declared = params.get("ContentLength")
+            if body.length is not None and ingested.size != body.length:
+                raise AwsError("IncompleteBody", "You did not provide the number of bytes "
+                               "specified by the Content-Length HTTP header", 400)
+            if declared is not None and body.length is None and ingested.size != declared:
+                raise AwsError("IncompleteBody", "You did not provide the number of bytes "
+                               "specified by the Content-Length HTTP header", 400)
+            if expected_md5 is not None and b64(ingested.md5) != expected_md5:
+                raise AwsError("BadDigest",
+                               "The Content-MD5 you specified did not match what we received.",
+                               400)
+            trailers = body.trailers
+            stored: dict[str, str] = {}
+            for algorithm in wanted:
+                actual = b64(ingested.digests[algorithm])
+                sent = params.get(f"Checksum{algorithm}") or trailers.get(
+                    f"x-amz-checksum-{algorithm.lower()}")
+                if sent is not None and sent != actual:
+                    raise errors.bad_digest(algorithm.lower())
+                stored[algorithm] = actual
+        except BaseException:
+            self.store.discard([ingested.blob_id])
+            raise
+        return ingested, stored
+
+    def read(self, record: ObjectRecord, start: int = 0, end: int | None = None) -> bytes | AsyncIterator[bytes]:
+        """Bytes [start, end] of the object: small reads at once, large ones streamed."""
+        last = record.size - 1 if end is None else end
+        if last - start + 1 <= SMALL_OBJECT:
+            return b"".join(self._read_sync(record.segments, start, last))
+        return self._stream(record.segments, start, last)
+
+    def _read_sync(self, segments: list[tuple[str, int]], start: int, last: int) -> list[bytes]:
+        out: list[bytes] = []
+        offset = 0
+        for blob_id, size in segments:
+            seg_start, seg_last = offset, offset + size - 1
+            offset += size
+            if seg_last < start or seg_start > last or size == 0:
+                continue
+            with self.store.blobs.open(blob_id) as handle:
+                handle.seek(max(start - seg_start, 0))
+                out.append(handle.read(min(last, seg_last) - max(start, seg_start) + 1))
+        return out
+
+    async def _stream(
+        self, segments: list[tuple[str, int]], start: int, last: int
+    ) -> AsyncIterator[bytes]:
+        offset = 0
+        for blob_id, size in segments:
+            seg_start, seg_last = offset, offset + size - 1
+            offset += size
+            if seg_last < start or seg_start > last or size == 0:
+                continue
+            handle = await asyncio.to_thread(self.store.blobs.open, blob_id)
+            try:
+                handle.seek(max(start - seg_start, 0))
+                remaining = min(last, seg_last) - max(start, seg_start) + 1
+                while remaining > 0:
+                    piece = await asyncio.to_thread(handle.read, min(READ_SIZE * 4, remaining))
+                    if not piece:
+                        raise OSError(f"blob {blob_id} is shorter than recorded")
+                    remaining -= len(piece)
+                    yield piece
+            finally:
+                handle.close()
+
+
+def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:
+    """The checksum algorithms named by the request (headers, trailer, SDK header)."""
+    wanted: list[str] = []
+    algorithm = params.get("ChecksumAlgorithm")
+    if algorithm:
+        if algorithm.upper() not in ALGORITHMS:
+            raise errors.invalid_argument("Checksum algorithm provided is unsupported.",
+                                          "x-amz-sdk-checksum-algorithm", algorithm)
+        wanted.append(algorithm.upper())
+    for name in ALGORITHMS:
+        if params.get(f"Checksum{name}") and name not in wanted:
+            wanted.append(name)
+    for name in ALGORITHMS:
+        if f"x-amz-checksum-{name.lower()}" in trailer.lower() and name not in wanted:
+            wanted.append(name)
+    return wanted
+
+
+def content_headers(params: dict[str, Any]) -> dict[str, Any]:
+    """The content headers and user metadata of a PUT, as stored with the object."""
+    stored: dict[str, Any] = {}
+    for name in CONTENT_PARAMS:
+        value = params.get(name)
+        if value is None:
+            continue
+        if name == "ContentEncoding":
+            parts = [p.strip() for p in str(value).split(",") if p.strip() != "aws-chunked"]
+            if not parts:
+                continue
+            value = ",".join(parts)
+        stored[name] = value.isoformat() if name == "Expires" else value
+    if params.get("Metadata"):
+        stored["Metadata"] = dict(params["Metadata"])
+    if "ContentType" not in stored:
+        stored["ContentType"] = "binary/octet-stream"
+    return stored
+
+
+def storage_class(params: dict[str, Any]) -> str:
+    value = params.get("StorageClass") or "STANDARD"
+    if value not in STORAGE_CLASSES:
+        raise AwsError("InvalidStorageClass", "The storage class you specified is not valid",
+                       400, fields={"StorageClassRequested": value})
+    return str(value)

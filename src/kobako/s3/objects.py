@@ -1,0 +1,293 @@
+"""Object operations: PUT, GET, HEAD, DELETE, DeleteObjects, CopyObject."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from datetime import datetime
+from typing import Any
+from urllib.parse import unquote
+
+from kobako.protocol.errors import AwsError
+from kobako.s3 import errors
+from kobako.s3.backend import S3Backend, content_headers, storage_class
+from kobako.s3.checksums import ALGORITHMS
+from kobako.s3.names import check_key
+from kobako.s3.store import ObjectRecord, now
+from kobako.server.service import Handler, RequestContext
+
+_RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
+
+
+def _etag_matches(condition: str, etag: str) -> bool:
+    wanted = {part.strip() for part in condition.split(",")}
+    return "*" in wanted or etag in wanted or etag.strip('"') in {w.strip('"') for w in wanted}
+
+
+def check_conditions(record: ObjectRecord, params: dict[str, Any], prefix: str = "") -> int | None:
+    """Evaluate If-* conditions as S3 does; returns 304 when 'not modified'.
+
+    `prefix` is 'CopySource' for the x-amz-copy-source-if-* forms of CopyObject.
+    """
+    if_match = params.get(f"{prefix}IfMatch")
+    if_none_match = params.get(f"{prefix}IfNoneMatch")
+    modified_since: datetime | None = params.get(f"{prefix}IfModifiedSince")
+    unmodified_since: datetime | None = params.get(f"{prefix}IfUnmodifiedSince")
+    modified = record.last_modified.replace(microsecond=0)
+    if if_match is not None:
+        if not _etag_matches(if_match, record.etag):
+            raise errors.precondition_failed("If-Match")
+    elif unmodified_since is not None and modified > unmodified_since:
+        raise errors.precondition_failed("If-Unmodified-Since")
+    if if_none_match is not None:
+        if _etag_matches(if_none_match, record.etag):
+            if prefix:
+                raise errors.precondition_failed("x-amz-copy-source-If-None-Match")
+            return 304
+    elif modified_since is not None and modified <= modified_since:
+        if prefix:
+            raise errors.precondition_failed("x-amz-copy-source-If-Modified-Since")
+        return 304
+    return None
+
+
+def parse_range(header: str, size: int) -> tuple[int, int] | None:
+    """(first, last) byte of a Range header; None where S3 ignores it (malformed)."""
+    found = _RANGE.match(header.strip())
+    if not found or found.groups() == ("", ""):
+        return None
+    first_text, last_text = found.groups()
+    if size == 0:
+        raise _invalid_range(size)
+    if first_text == "":
+        length = int(last_text)
+        if length == 0:
+            raise _invalid_range(size)
+        return max(size - length, 0), size - 1
+    first = int(first_text)
+    last = int(last_text) if last_text else size - 1
+    if last < first:
+        return None
+    if first >= size:
+        raise _invalid_range(size)
+    return first, min(last, size - 1)
+
+
+def _invalid_range(size: int) -> AwsError:
+    return AwsError("InvalidRange", "The requested range is not satisfiable", 416,
+                    fields={"RangeRequested": "", "ActualObjectSize": str(size)},
+                    headers={"Content-Range": f"bytes */{size}"})
+
+
+def object_headers(record: ObjectRecord) -> dict[str, Any]:
+    """What GET and HEAD report about an object besides its bytes."""
+    out: dict[str, Any] = {
+        "ETag": record.etag,
+        "LastModified": record.last_modified,
+        "ContentLength": record.size,
+        "AcceptRanges": "bytes",
+    }
+    for name, value in record.headers.items():
+        if name == "Expires":
+            out[name] = datetime.fromisoformat(value)
+        elif name != "Metadata":
+            out[name] = value
+    if record.headers.get("Metadata"):
+        out["Metadata"] = record.headers["Metadata"]
+    if record.storage_class != "STANDARD":
+        out["StorageClass"] = record.storage_class
+    if len(record.segments) > 1 or "-" in record.etag:
+        out["PartsCount"] = len(record.segments)
+    return out
+
+
+def checksum_fields(record: ObjectRecord) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for algorithm, value in record.checksums.items():
+        out[f"Checksum{algorithm}"] = value
+    if record.checksums:
+        out["ChecksumType"] = "COMPOSITE" if any("-" in v for v in record.checksums.values()) \
+            else "FULL_OBJECT"
+    return out
+
+
+def build_handlers(s3: S3Backend) -> dict[str, Handler]:
+    async def put_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket, key = params["Bucket"], params["Key"]
+        s3.bucket(ctx, bucket)
+        check_key(key)
+        klass = storage_class(params)
+        headers = content_headers(params)
+        _check_write_conditions(s3, bucket, key, params)
+        trailer = ctx.request.headers.get("x-amz-trailer", "")
+        ingested, checksums = await s3.ingest_body(params["Body"], params, trailer)
+        record = ObjectRecord(
+            bucket=bucket, key=key, size=ingested.size, etag=f'"{ingested.md5.hex()}"',
+            last_modified=now(), storage_class=klass,
+            segments=[(ingested.blob_id, ingested.size)], headers=headers, checksums=checksums,
+        )
+        try:
+            _check_write_conditions(s3, bucket, key, params)
+            if s3.store.get_bucket(bucket) is None:
+                raise errors.no_such_bucket(bucket)
+            replaced = s3.store.put_object(record)
+        except BaseException:
+            s3.store.discard([ingested.blob_id])
+            raise
+        s3.store.discard(replaced)
+        return {"ETag": record.etag, **checksum_fields(record)}
+
+    async def get_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        record = s3.object(ctx, params["Bucket"], params["Key"])
+        status = check_conditions(record, params)
+        out = object_headers(record)
+        if status == 304:
+            return {"ETag": record.etag, "LastModified": record.last_modified, "__status": 304}
+        first, last = 0, record.size - 1
+        part_number = params.get("PartNumber")
+        if part_number is not None:
+            first, last = _part_range(record, part_number)
+            out["ContentRange"] = f"bytes {first}-{last}/{record.size}"
+            out["__status"] = 206
+        elif params.get("Range"):
+            found = parse_range(params["Range"], record.size)
+            if found is not None:
+                first, last = found
+                out["ContentRange"] = f"bytes {first}-{last}/{record.size}"
+                out["__status"] = 206
+        out["ContentLength"] = max(last - first + 1, 0)
+        if params.get("ChecksumMode") == "ENABLED" and "__status" not in out:
+            out.update(checksum_fields(record))
+        for name in ("CacheControl", "ContentDisposition", "ContentEncoding",
+                     "ContentLanguage", "ContentType", "Expires"):
+            override = params.get(f"Response{name}")
+            if override is not None:
+                out[name] = override
+        if ctx.request.method != "HEAD":
+            out["Body"] = s3.read(record, first, last) if record.size else b""
+        return out
+
+    async def head_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return await get_object(ctx, params)
+
+    async def delete_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket, key = params["Bucket"], params["Key"]
+        s3.bucket(ctx, bucket)
+        if params.get("IfMatch") is not None:
+            record = s3.store.get_object(bucket, key)
+            if record is None:
+                raise errors.no_such_key(key)
+            if not _etag_matches(params["IfMatch"], record.etag):
+                raise errors.precondition_failed("If-Match")
+        s3.store.discard(s3.store.delete_object(bucket, key))
+        return {}
+
+    async def delete_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket = params["Bucket"]
+        s3.bucket(ctx, bucket)
+        request = params.get("Delete") or {}
+        objects = request.get("Objects") or []
+        if not objects or len(objects) > 1000:
+            raise AwsError("MalformedXML", "The XML you provided was not well-formed or did "
+                           "not validate against our published schema", 400)
+        deleted: list[dict[str, Any]] = []
+        failed: list[dict[str, Any]] = []
+        for item in objects:
+            key = item.get("Key", "")
+            if not key:
+                failed.append({"Key": key, "Code": "InvalidArgument",
+                               "Message": "Object key must not be empty."})
+                continue
+            s3.store.discard(s3.store.delete_object(bucket, key))
+            deleted.append({"Key": key})
+        out: dict[str, Any] = {"Errors": failed} if failed else {}
+        if not request.get("Quiet"):
+            out["Deleted"] = deleted
+        return out
+
+    async def copy_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket, key = params["Bucket"], params["Key"]
+        s3.bucket(ctx, bucket)
+        check_key(key)
+        source = copy_source(s3, ctx, params["CopySource"])
+        check_conditions(source, params, prefix="CopySource")
+        directive = params.get("MetadataDirective", "COPY")
+        if directive not in ("COPY", "REPLACE"):
+            raise errors.invalid_argument("Unknown metadata directive.",
+                                          "x-amz-metadata-directive", directive)
+        klass = storage_class(params) if params.get("StorageClass") else source.storage_class
+        if (source.bucket, source.key) == (bucket, key) and directive == "COPY" \
+                and not params.get("StorageClass") and not params.get("WebsiteRedirectLocation"):
+            raise AwsError(
+                "InvalidRequest",
+                "This copy request is illegal because it is trying to copy an object to itself "
+                "without changing the object's metadata, storage class, website redirect "
+                "location or encryption attributes.", 400)
+        headers = content_headers(params) if directive == "REPLACE" else dict(source.headers)
+        algorithm = params.get("ChecksumAlgorithm")
+        checksums = dict(source.checksums)
+        segments = await asyncio.to_thread(
+            lambda: [(s3.store.blobs.link(b), size) for b, size in source.segments])
+        if algorithm and algorithm.upper() in ALGORITHMS \
+                and (algorithm.upper() not in checksums or "-" in checksums[algorithm.upper()]):
+            from kobako.s3.checksums import b64, new_hasher
+            hasher = new_hasher(algorithm.upper())
+            for blob_id, _ in segments:
+                with s3.store.blobs.open(blob_id) as handle:
+                    while piece := handle.read(1 << 20):
+                        hasher.update(piece)
+            checksums = {algorithm.upper(): b64(hasher.digest())}
+        record = ObjectRecord(
+            bucket=bucket, key=key, size=source.size, etag=source.etag, last_modified=now(),
+            storage_class=klass, segments=segments, headers=headers, checksums=checksums,
+        )
+        try:
+            replaced = s3.store.put_object(record)
+        except BaseException:
+            s3.store.discard([b for b, _ in segments])
+            raise
+        s3.store.discard(replaced)
+        result = {"ETag": record.etag, "LastModified": record.last_modified}
+        result.update({k: v for k, v in checksum_fields(record).items() if k != "ChecksumType"})
+        return {"CopyObjectResult": result}
+
+    return {
+        "PutObject": put_object,
+        "GetObject": get_object,
+        "HeadObject": head_object,
+        "DeleteObject": delete_object,
+        "DeleteObjects": delete_objects,
+        "CopyObject": copy_object,
+    }
+
+
+def _check_write_conditions(s3: S3Backend, bucket: str, key: str, params: dict[str, Any]) -> None:
+    """Conditional writes: If-None-Match: * and If-Match: etag on PUT."""
+    if_none_match, if_match = params.get("IfNoneMatch"), params.get("IfMatch")
+    if if_none_match is None and if_match is None:
+        return
+    current = s3.store.get_object(bucket, key)
+    if if_none_match is not None and current is not None:
+        raise errors.precondition_failed("If-None-Match")
+    if if_match is not None:
+        if current is None:
+            raise errors.no_such_key(key)
+        if not _etag_matches(if_match, current.etag):
+            raise errors.precondition_failed("If-Match")
+
+
+def _part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
+    if not 1 <= part_number <= max(len(record.segments), 1):
+        raise AwsError("InvalidPartNumber", "The requested partnumber is not satisfiable", 416)
+    first = sum(size for _, size in record.segments[: part_number - 1])
+    return first, first + record.segments[part_number - 1][1] - 1
+
+
+def copy_source(s3: S3Backend, ctx: RequestContext, header: str) -> ObjectRecord:
+    """The object named by x-amz-copy-source ('bucket/key', URL-encoded)."""
+    text = unquote(header.split("?versionId=")[0]).lstrip("/")
+    bucket, _, key = text.partition("/")
+    if not bucket or not key:
+        raise errors.invalid_argument("Invalid copy source object key",
+                                      "x-amz-copy-source", header)
+    return s3.object(ctx, bucket, key)

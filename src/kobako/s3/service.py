@@ -1,0 +1,66 @@
+"""S3 as a kobako service: its codec, handlers, and virtual-host addressing."""
+
+from __future__ import annotations
+
+import ipaddress
+
+from kobako.config import Config
+from kobako.protocol.codecs import RestXmlCodec
+from kobako.protocol.http import HttpRequest
+from kobako.s3 import buckets, listing, multipart, objects
+from kobako.s3.backend import S3Backend
+from kobako.s3.store import S3Store
+from kobako.server.service import Service
+from kobako.spec import service_model
+from kobako.store.blobs import BlobStore
+from kobako.store.db import Database
+
+# The root element S3 gives each XML response; botocore's model does not carry it.
+ROOT_NAMES = {
+    "ListBuckets": "ListAllMyBucketsResult",
+    "ListObjects": "ListBucketResult",
+    "ListObjectsV2": "ListBucketResult",
+    "CreateMultipartUpload": "InitiateMultipartUploadResult",
+    "CompleteMultipartUpload": "CompleteMultipartUploadResult",
+    "ListParts": "ListPartsResult",
+    "ListMultipartUploads": "ListMultipartUploadsResult",
+    "DeleteObjects": "DeleteResult",
+}
+
+
+def virtual_host_path(hostnames: list[str]) -> object:
+    """A path rewriter: `bucket.<hostname>/key` becomes `/bucket/key`."""
+    suffixes = tuple("." + name for name in hostnames)
+
+    def rewrite(request: HttpRequest) -> str:
+        host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") \
+            else request.host
+        try:
+            ipaddress.ip_address(host.strip("[]"))
+            return request.raw_path
+        except ValueError:
+            pass
+        for suffix in suffixes:
+            if host.endswith(suffix) and len(host) > len(suffix):
+                bucket = host[: -len(suffix)]
+                return "/" + bucket + (request.raw_path if request.raw_path != "/" else "")
+        return request.raw_path
+
+    return rewrite
+
+
+def build(config: Config, db: Database) -> Service:
+    store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
+    backend = S3Backend(store)
+    handlers = {}
+    for module in (buckets, objects, listing, multipart):
+        handlers.update(module.build_handlers(backend))
+    rewrite = virtual_host_path(config.hostnames)
+    return Service(
+        name="s3",
+        codec=RestXmlCodec(service_model("s3"), root_names=ROOT_NAMES),
+        handlers=handlers,
+        signing_names=("s3",),
+        streams_body=True,
+        rewrite_path=rewrite,  # type: ignore[arg-type]
+    )

@@ -1,0 +1,334 @@
+"""S3's durable state: buckets, objects and multipart uploads. No HTTP here.
+
+Metadata rows live in the SQL store; bytes live in the blob store. An object is a
+list of segments (blob id, size): one for a plain PUT, one per part for a completed
+multipart upload, so completing a 1 GiB upload moves no bytes. A write is made
+durable in this order: blob fsynced and renamed, then the row committed, then the
+blobs it replaced deleted. A crash between the steps leaves at worst an orphan blob,
+never a row pointing at missing bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import time
+from collections.abc import AsyncIterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from kobako.s3.checksums import new_hasher
+from kobako.store.blobs import BlobStore
+from kobako.store.db import Database, Row
+
+SCHEMA = [
+    """
+    CREATE TABLE s3_buckets (
+        name TEXT PRIMARY KEY,
+        account_id TEXT NOT NULL,
+        owner_name TEXT NOT NULL,
+        region TEXT NOT NULL,
+        created REAL NOT NULL
+    );
+    CREATE TABLE s3_objects (
+        bucket TEXT NOT NULL REFERENCES s3_buckets (name),
+        key TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        last_modified REAL NOT NULL,
+        storage_class TEXT NOT NULL,
+        segments TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        checksums TEXT NOT NULL,
+        PRIMARY KEY (bucket, key)
+    ) WITHOUT ROWID;
+    CREATE TABLE s3_uploads (
+        upload_id TEXT PRIMARY KEY,
+        bucket TEXT NOT NULL REFERENCES s3_buckets (name),
+        key TEXT NOT NULL,
+        initiated REAL NOT NULL,
+        storage_class TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        checksum_algorithm TEXT
+    );
+    CREATE INDEX s3_uploads_by_key ON s3_uploads (bucket, key, initiated);
+    CREATE TABLE s3_parts (
+        upload_id TEXT NOT NULL REFERENCES s3_uploads (upload_id) ON DELETE CASCADE,
+        part_number INTEGER NOT NULL,
+        blob TEXT NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        last_modified REAL NOT NULL,
+        checksums TEXT NOT NULL,
+        PRIMARY KEY (upload_id, part_number)
+    ) WITHOUT ROWID
+    """
+]
+
+
+def _ts(value: float) -> datetime:
+    return datetime.fromtimestamp(value, UTC)
+
+
+@dataclass
+class Bucket:
+    name: str
+    account_id: str
+    owner_name: str
+    region: str
+    created: datetime
+
+
+@dataclass
+class ObjectRecord:
+    bucket: str
+    key: str
+    size: int
+    etag: str
+    last_modified: datetime
+    storage_class: str
+    segments: list[tuple[str, int]]
+    headers: dict[str, Any] = field(default_factory=dict)
+    checksums: dict[str, str] = field(default_factory=dict)
+
+    @classmethod
+    def from_row(cls, row: Row) -> ObjectRecord:
+        return cls(
+            bucket=row["bucket"],
+            key=row["key"],
+            size=row["size"],
+            etag=row["etag"],
+            last_modified=_ts(row["last_modified"]),
+            storage_class=row["storage_class"],
+            segments=[(str(b), int(s)) for b, s in json.loads(row["segments"])],
+            headers=json.loads(row["headers"]),
+            checksums=json.loads(row["checksums"]),
+        )
+
+
+@dataclass
+class Upload:
+    upload_id: str
+    bucket: str
+    key: str
+    initiated: datetime
+    storage_class: str
+    headers: dict[str, Any]
+    checksum_algorithm: str | None
+
+
+@dataclass
+class Part:
+    part_number: int
+    blob: str
+    size: int
+    etag: str
+    last_modified: datetime
+    checksums: dict[str, str]
+
+
+@dataclass
+class Ingested:
+    """Bytes made durable in a blob, with the digests computed on the way in."""
+
+    blob_id: str
+    size: int
+    md5: bytes
+    digests: dict[str, bytes]
+
+
+class S3Store:
+    def __init__(self, db: Database, blobs: BlobStore) -> None:
+        self.db = db
+        self.blobs = blobs
+        db.migrate("s3", SCHEMA)
+
+    # ------------------------------------------------------------ bytes
+
+    async def ingest(self, pieces: AsyncIterable[bytes], algorithms: set[str]) -> Ingested:
+        """Stream `pieces` into a new durable blob, hashing as they pass."""
+        writer = self.blobs.writer()
+        md5 = hashlib.md5()
+        hashers = {name: new_hasher(name) for name in algorithms}
+        try:
+            async for piece in pieces:
+                writer.write(piece)
+                md5.update(piece)
+                for hasher in hashers.values():
+                    hasher.update(piece)
+            blob_id = await asyncio.to_thread(writer.commit)
+        except BaseException:
+            writer.abort()
+            raise
+        digests = {name: hasher.digest() for name, hasher in hashers.items()}
+        return Ingested(blob_id, writer.size, md5.digest(), digests)
+
+    def discard(self, blob_ids: list[str]) -> None:
+        for blob_id in blob_ids:
+            self.blobs.delete(blob_id)
+
+    # ------------------------------------------------------------ buckets
+
+    def create_bucket(self, bucket: Bucket) -> bool:
+        """Insert the bucket; False if the name is taken."""
+        changed = self.db.execute(
+            "INSERT INTO s3_buckets (name, account_id, owner_name, region, created) "
+            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+            (bucket.name, bucket.account_id, bucket.owner_name, bucket.region,
+             bucket.created.timestamp()),
+        )
+        return changed == 1
+
+    def get_bucket(self, name: str) -> Bucket | None:
+        row = self.db.one("SELECT * FROM s3_buckets WHERE name = ?", (name,))
+        if row is None:
+            return None
+        return Bucket(row["name"], row["account_id"], row["owner_name"], row["region"],
+                      _ts(row["created"]))
+
+    def list_buckets(self, account_id: str) -> list[Bucket]:
+        rows = self.db.query(
+            "SELECT * FROM s3_buckets WHERE account_id = ? ORDER BY name", (account_id,)
+        )
+        return [Bucket(r["name"], r["account_id"], r["owner_name"], r["region"],
+                       _ts(r["created"])) for r in rows]
+
+    def bucket_is_empty(self, name: str) -> bool:
+        return self.db.one("SELECT 1 FROM s3_objects WHERE bucket = ? LIMIT 1", (name,)) is None
+
+    def delete_bucket(self, name: str) -> list[str]:
+        """Delete an empty bucket and its unfinished uploads; returns blobs to discard."""
+        with self.db.transaction():
+            blobs = [r["blob"] for r in self.db.query(
+                "SELECT p.blob FROM s3_parts p JOIN s3_uploads u USING (upload_id) "
+                "WHERE u.bucket = ?", (name,))]
+            self.db.execute("DELETE FROM s3_uploads WHERE bucket = ?", (name,))
+            self.db.execute("DELETE FROM s3_buckets WHERE name = ?", (name,))
+        return blobs
+
+    # ------------------------------------------------------------ objects
+
+    def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = self.db.one("SELECT * FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
+        return ObjectRecord.from_row(row) if row else None
+
+    def put_object(self, record: ObjectRecord) -> list[str]:
+        """Insert or replace the object row; returns the replaced object's blobs."""
+        with self.db.transaction():
+            return self.put_object_in_tx(record)
+
+    def delete_object(self, bucket: str, key: str) -> list[str]:
+        with self.db.transaction():
+            old = self.db.one(
+                "SELECT segments FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key)
+            )
+            if old is None:
+                return []
+            self.db.execute("DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
+        return [b for b, _ in json.loads(old["segments"])]
+
+    def list_objects(
+        self, bucket: str, prefix: str, after: str, limit: int
+    ) -> list[ObjectRecord]:
+        """Objects with `prefix` whose key sorts after `after`, in key (UTF-8) order."""
+        sql = "SELECT * FROM s3_objects WHERE bucket = ? AND key > ?"
+        params: list[Any] = [bucket, after]
+        if prefix:
+            sql += " AND key >= ? AND substr(key, 1, ?) = ?"
+            params += [prefix, len(prefix), prefix]
+        sql += " ORDER BY key LIMIT ?"
+        params.append(limit)
+        return [ObjectRecord.from_row(r) for r in self.db.query(sql, params)]
+
+    # ------------------------------------------------------------ multipart
+
+    def create_upload(self, upload: Upload) -> None:
+        self.db.execute(
+            "INSERT INTO s3_uploads (upload_id, bucket, key, initiated, storage_class, headers, "
+            "checksum_algorithm) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (upload.upload_id, upload.bucket, upload.key, upload.initiated.timestamp(),
+             upload.storage_class, json.dumps(upload.headers), upload.checksum_algorithm),
+        )
+
+    def get_upload(self, upload_id: str) -> Upload | None:
+        row = self.db.one("SELECT * FROM s3_uploads WHERE upload_id = ?", (upload_id,))
+        return self._upload(row) if row else None
+
+    @staticmethod
+    def _upload(row: Row) -> Upload:
+        return Upload(row["upload_id"], row["bucket"], row["key"], _ts(row["initiated"]),
+                      row["storage_class"], json.loads(row["headers"]),
+                      row["checksum_algorithm"])
+
+    def list_uploads(self, bucket: str, prefix: str) -> list[Upload]:
+        rows = self.db.query(
+            "SELECT * FROM s3_uploads WHERE bucket = ? AND substr(key, 1, ?) = ? "
+            "ORDER BY key, initiated, upload_id",
+            (bucket, len(prefix), prefix),
+        )
+        return [self._upload(r) for r in rows]
+
+    def put_part(self, upload_id: str, part: Part) -> list[str] | None:
+        """Record a part; returns the replaced part's blob, None if the upload is gone."""
+        with self.db.transaction():
+            if self.get_upload(upload_id) is None:
+                return None
+            old = self.db.one(
+                "SELECT blob FROM s3_parts WHERE upload_id = ? AND part_number = ?",
+                (upload_id, part.part_number),
+            )
+            self.db.execute(
+                "INSERT OR REPLACE INTO s3_parts (upload_id, part_number, blob, size, etag, "
+                "last_modified, checksums) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (upload_id, part.part_number, part.blob, part.size, part.etag,
+                 part.last_modified.timestamp(), json.dumps(part.checksums)),
+            )
+        return [old["blob"]] if old else []
+
+    def list_parts(self, upload_id: str) -> list[Part]:
+        rows = self.db.query(
+            "SELECT * FROM s3_parts WHERE upload_id = ? ORDER BY part_number", (upload_id,)
+        )
+        return [Part(r["part_number"], r["blob"], r["size"], r["etag"], _ts(r["last_modified"]),
+                     json.loads(r["checksums"])) for r in rows]
+
+    def complete_upload(self, upload_id: str, record: ObjectRecord, used: set[str]) -> list[str]:
+        """Atomically turn the upload into the object; returns blobs no longer needed."""
+        with self.db.transaction():
+            unused = [r["blob"] for r in self.db.query(
+                "SELECT blob FROM s3_parts WHERE upload_id = ?", (upload_id,))
+                if r["blob"] not in used]
+            replaced = self.put_object_in_tx(record)
+            self.db.execute("DELETE FROM s3_uploads WHERE upload_id = ?", (upload_id,))
+        return unused + replaced
+
+    def put_object_in_tx(self, record: ObjectRecord) -> list[str]:
+        old = self.db.one(
+            "SELECT segments FROM s3_objects WHERE bucket = ? AND key = ?",
+            (record.bucket, record.key),
+        )
+        self.db.execute(
+            "INSERT OR REPLACE INTO s3_objects (bucket, key, size, etag, last_modified, "
+            "storage_class, segments, headers, checksums) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.bucket, record.key, record.size, record.etag,
+             record.last_modified.timestamp(), record.storage_class,
+             json.dumps(record.segments), json.dumps(record.headers),
+             json.dumps(record.checksums)),
+        )
+        return [b for b, _ in json.loads(old["segments"])] if old else []
+
+    def abort_upload(self, upload_id: str) -> list[str] | None:
+        with self.db.transaction():
+            if self.get_upload(upload_id) is None:
+                return None
+            blobs = [r["blob"] for r in self.db.query(
+                "SELECT blob FROM s3_parts WHERE upload_id = ?", (upload_id,))]
+            self.db.execute("DELETE FROM s3_uploads WHERE upload_id = ?", (upload_id,))
+        return blobs
+
+
+def now() -> datetime:
+    """Wall-clock time at millisecond precision, as S3 reports it."""
+    return datetime.fromtimestamp(round(time.time(), 3), UTC)

@@ -1,0 +1,220 @@
+"""The ASGI application: one port, every service.
+
+A request goes: ASGI scope -> `HttpRequest` -> pick the service (SigV4 scope,
+X-Amz-Target, else S3) -> verify the signature -> the codec finds and parses the
+operation -> the handler -> the codec serializes the result or the `AwsError`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
+from typing import Any
+
+from kobako.config import Config
+from kobako.protocol.chunked import AwsChunkedDecoder, payload_mode
+from kobako.protocol.errors import AwsError, not_implemented
+from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse
+from kobako.protocol.sigv4 import AuthContext, RequestView, parse_auth, verify
+from kobako.server.service import RequestContext, Service
+
+log = logging.getLogger("kobako")
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+
+_SMALL_BODY_LIMIT = 32 * 1024 * 1024
+
+
+class KobakoApp:
+    def __init__(self, config: Config, services: list[Service]) -> None:
+        self.config = config
+        self.services = services
+        self._by_signing_name = {n: s for s in services for n in s.signing_names}
+        self._by_target: dict[str, Service] = {}
+        for service in services:
+            prefix = service.codec.model.metadata.get("targetPrefix")
+            if prefix:
+                self._by_target[str(prefix)] = service
+        self._default = self._by_signing_name.get("s3", services[0])
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "lifespan":
+            await self._lifespan(receive, send)
+        elif scope["type"] == "http":
+            await self._http(scope, receive, send)
+
+    async def _lifespan(self, receive: Receive, send: Send) -> None:
+        while True:
+            message = await receive()
+            if message["type"] == "lifespan.startup":
+                for service in self.services:
+                    for hook in service.startup:
+                        await hook()
+                await send({"type": "lifespan.startup.complete"})
+            elif message["type"] == "lifespan.shutdown":
+                for service in self.services:
+                    for hook in service.shutdown:
+                        await hook()
+                await send({"type": "lifespan.shutdown.complete"})
+                return
+
+    async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
+        started = time.perf_counter()
+        headers: dict[str, str] = {}
+        for raw_name, raw_value in scope["headers"]:
+            name = raw_name.decode("latin-1").lower()
+            value = raw_value.decode("latin-1")
+            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        raw_path = scope.get("raw_path") or scope["path"].encode()
+        request = HttpRequest(
+            method=scope["method"],
+            raw_path=raw_path.decode("latin-1"),
+            query_string=scope.get("query_string", b"").decode("latin-1"),
+            headers=headers,
+            body=BodyStream(_receive_body(receive)),
+        )
+        request_id = uuid.uuid4().hex.upper()[:16]
+        service = self._default
+        operation = "-"
+        try:
+            service = self._pick_service(request)
+            response, operation = await self._dispatch(service, request, request_id)
+        except AwsError as error:
+            response = service.codec.serialize_error(error, request_id)
+        except Exception:
+            log.exception("unhandled error in %s %s", request.method, request.raw_path)
+            error = AwsError("InternalError", "We encountered an internal error.", 500)
+            response = service.codec.serialize_error(error, request_id)
+        await _send_response(send, response, request_id, request.method == "HEAD")
+        log.info(
+            "%s %s %s -> %d %s %.1fms", request.method, request.raw_path, service.name,
+            response.status, operation, (time.perf_counter() - started) * 1000,
+        )
+
+    def _pick_service(self, request: HttpRequest) -> Service:
+        view = _view(request)
+        found = parse_auth(view)
+        if found is not None:
+            service = self._by_signing_name.get(found[1])
+            if service is None:
+                raise AwsError("InvalidAction", f"kobako does not serve {found[1]!r}.", 400)
+            if found[1] == "sagemaker" and "x-amz-target" not in request.headers:
+                return self._by_signing_name.get("sagemaker-runtime", service)
+            return service
+        target = request.headers.get("x-amz-target", "").rpartition(".")[0]
+        return self._by_target.get(target, self._default)
+
+    async def _dispatch(
+        self, service: Service, request: HttpRequest, request_id: str
+    ) -> tuple[HttpResponse, str]:
+        auth = await self._authenticate(service, request)
+        path = service.rewrite_path(request) if service.rewrite_path else request.raw_path
+        op, labels = service.codec.find_operation(request, path)
+        handler = service.handlers.get(op.name)
+        if handler is None:
+            raise not_implemented(service.name, op.name)
+        params = await service.codec.parse(op, request, labels)
+        context = RequestContext(
+            request=request,
+            request_id=request_id,
+            operation=op.name,
+            region=auth.region,
+            credential=auth.credential,
+            auth=auth,
+        )
+        output = await handler(context, params)
+        if isinstance(output, HttpResponse):
+            return output, op.name
+        output.setdefault("__request_id", request_id)
+        return service.codec.serialize(op, output), op.name
+
+    async def _authenticate(self, service: Service, request: HttpRequest) -> AuthContext:
+        view = _view(request)
+        if parse_auth(view) is None:
+            raise AwsError("AccessDenied", "Access Denied: the request is not signed.", 403)
+        if not service.streams_body:
+            body = await request.body.read_all(_SMALL_BODY_LIMIT)
+            auth = verify(view, self.config.lookup, payload_hash=hashlib.sha256(body).hexdigest())
+            request.body = BodyStream.of_bytes(body)
+            return auth
+        auth = verify(view, self.config.lookup)
+        request.body = _payload_body(request, auth)
+        return auth
+
+
+def _view(request: HttpRequest) -> RequestView:
+    return RequestView(
+        method=request.method,
+        raw_path=request.raw_path,
+        query_string=request.query_string,
+        headers=request.headers,
+    )
+
+
+def _payload_body(request: HttpRequest, auth: AuthContext) -> BodyStream:
+    """The decoded request body for a streaming service, checked as it streams."""
+    mode = payload_mode(request.headers.get("x-amz-content-sha256"))
+    source = request.body.__aiter__()
+    length_header = request.headers.get("x-amz-decoded-content-length")
+    if mode.startswith("streaming"):
+        signer = auth.chunk_verifier() if mode.startswith("streaming-signed") else None
+        decoder = AwsChunkedDecoder(source, signer, expect_trailer=mode.endswith("trailer"))
+        length = int(length_header) if length_header and length_header.isdigit() else None
+        return BodyStream(decoder.__aiter__(), lambda: decoder.trailers, length)
+    content_length = request.headers.get("content-length")
+    length = int(content_length) if content_length and content_length.isdigit() else None
+    if mode == "signed" and not auth.presigned:
+        return BodyStream(_hash_checked(source, auth.payload_hash), None, length)
+    return BodyStream(source, None, length)
+
+
+async def _hash_checked(source: AsyncIterator[bytes], expected: str) -> AsyncIterator[bytes]:
+    digest = hashlib.sha256()
+    async for piece in source:
+        digest.update(piece)
+        yield piece
+    if digest.hexdigest() != expected.lower():
+        raise AwsError(
+            "XAmzContentSHA256Mismatch",
+            "The provided 'x-amz-content-sha256' header does not match what was computed.",
+            400,
+        )
+
+
+async def _receive_body(receive: Receive) -> AsyncIterator[bytes]:
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            raise AwsError("IncompleteBody", "The request body ended early.", 400)
+        chunk = message.get("body", b"")
+        if chunk:
+            yield chunk
+        if not message.get("more_body", False):
+            return
+
+
+async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool) -> None:
+    headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
+    headers.append((b"x-amz-request-id", request_id.encode()))
+    headers.append((b"x-amzn-requestid", request_id.encode()))
+    body = response.body
+    names = {k.lower() for k, _ in response.headers}
+    if isinstance(body, bytes):
+        if "content-length" not in names:
+            headers.append((b"content-length", str(len(body)).encode()))
+        await send({"type": "http.response.start", "status": response.status, "headers": headers})
+        await send({"type": "http.response.body", "body": b"" if head else body})
+        return
+    await send({"type": "http.response.start", "status": response.status, "headers": headers})
+    if not head:
+        async for piece in body:
+            await send({"type": "http.response.body", "body": piece, "more_body": True})
+    elif hasattr(body, "aclose"):
+        await body.aclose()
+    await send({"type": "http.response.body", "body": b""})

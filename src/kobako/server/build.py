@@ -1,0 +1,15 @@
+"""Assemble the ASGI app from a config: the store, then every service on it."""
+
+from __future__ import annotations
+
+from kobako import s3, sts
+from kobako.config import Config
+from kobako.server.app import KobakoApp
+from kobako.store.db import Database
+
+
+def build_app(config: Config) -> KobakoApp:
+    config.data_dir.mkdir(parents=True, exist_ok=True)
+    db = Database(config.data_dir / "kobako.db")
+    services = [s3.service.build(config, db), sts.build()]
+    return KobakoApp(config, services)

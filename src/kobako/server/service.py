@@ -1,0 +1,49 @@
+"""What a service plugs into the server: its model's codec and its handlers."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kobako.protocol.codecs import Codec
+from kobako.protocol.http import HttpRequest
+from kobako.protocol.sigv4 import AuthContext, Credential
+
+
+@dataclass
+class RequestContext:
+    """Who asked, for what, where: handed to every handler beside its parameters."""
+
+    request: HttpRequest
+    request_id: str
+    operation: str
+    region: str
+    credential: Credential
+    auth: AuthContext | None = None
+
+    @property
+    def account_id(self) -> str:
+        return self.credential.account_id
+
+
+Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+@dataclass
+class Service:
+    """One AWS service as served by kobako.
+
+    `signing_names` are the SigV4 scope names that route to it; `streams_body` is
+    True where request bodies go to the handler unread (S3), so the payload hash is
+    checked while streaming instead of before dispatch.
+    """
+
+    name: str
+    codec: Codec
+    handlers: dict[str, Handler]
+    signing_names: tuple[str, ...]
+    streams_body: bool = False
+    rewrite_path: Callable[[HttpRequest], str] | None = None
+    startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
+    shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)

@@ -1,0 +1,91 @@
+"""The metadata store: a narrow SQL interface, SQLite (WAL) underneath.
+
+Services speak portable SQL through `Database` only (execute / query / one /
+transaction / migrate), so that a PostgreSQL implementation of this class can stand
+in for several servers later. SQLite runs in autocommit mode; `transaction()` opens
+BEGIN IMMEDIATE so that a read-modify-write never interleaves with another writer.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+Row = sqlite3.Row
+Params = Sequence[Any]
+
+
+class Database:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._conn.row_factory = sqlite3.Row
+        self._lock = threading.RLock()
+        for pragma in (
+            "PRAGMA journal_mode=WAL",
+            # NORMAL: a commit is durable against a killed process (the WAL is in the
+            # OS page cache), fsync happens at checkpoints.
+            "PRAGMA synchronous=NORMAL",
+            "PRAGMA foreign_keys=ON",
+            "PRAGMA busy_timeout=5000",
+        ):
+            self._conn.execute(pragma)
+        self._conn.execute(
+            "CREATE TABLE IF NOT EXISTS kobako_migrations (component TEXT PRIMARY KEY, version INTEGER)"
+        )
+
+    def execute(self, sql: str, params: Params = ()) -> int:
+        """Run one statement; returns the number of rows it changed."""
+        with self._lock:
+            return self._conn.execute(sql, params).rowcount
+
+    def executemany(self, sql: str, rows: Sequence[Params]) -> None:
+        with self._lock:
+            self._conn.executemany(sql, rows)
+
+    def query(self, sql: str, params: Params = ()) -> list[Row]:
+        with self._lock:
+            return self._conn.execute(sql, params).fetchall()
+
+    def one(self, sql: str, params: Params = ()) -> Row | None:
+        with self._lock:
+            row: Row | None = self._conn.execute(sql, params).fetchone()
+            return row
+
+    @contextmanager
+    def transaction(self) -> Iterator[Database]:
+        """BEGIN IMMEDIATE ... COMMIT, rolled back on any exception."""
+        with self._lock:
+            self._conn.execute("BEGIN IMMEDIATE")
+            try:
+                yield self
+            except BaseException:
+                self._conn.execute("ROLLBACK")
+                raise
+            self._conn.execute("COMMIT")
+
+    def migrate(self, component: str, steps: Sequence[str]) -> None:
+        """Apply the schema steps of `component` not yet applied, in order."""
+        with self.transaction():
+            row = self.one("SELECT version FROM kobako_migrations WHERE component = ?", (component,))
+            done = int(row["version"]) if row else 0
+            for sql in steps[done:]:
+                for statement in _split(sql):
+                    self._conn.execute(statement)
+            self.execute(
+                "INSERT INTO kobako_migrations (component, version) VALUES (?, ?) "
+                "ON CONFLICT (component) DO UPDATE SET version = excluded.version",
+                (component, len(steps)),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._conn.close()
+
+
+def _split(script: str) -> list[str]:
+    return [part.strip() for part in script.split(";") if part.strip()]
