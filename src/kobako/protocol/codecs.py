@@ -323,6 +323,9 @@ class QueryCodec(Codec):
 
     def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
         action = request.query.get("Action", "")
+        if not action and request.body_bytes:
+            form = dict(parse_qsl(request.body_bytes.decode(errors="replace")))
+            action = form.get("Action", "")
         if action not in self.model.operation_names:
             raise AwsError("InvalidAction", f"Could not find operation {action}", 400)
         return self.model.operation_model(action), {}

@@ -66,10 +66,10 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
         return max(size - length, 0), size - 1
     first = int(first_text)
     last = int(last_text) if last_text else size - 1
-    if last < first:
-        return None
     if first >= size:
         raise _invalid_range(size)
+    if last < first:
+        return None
     return first, min(last, size - 1)
 
 

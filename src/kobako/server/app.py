@@ -72,12 +72,13 @@ class KobakoApp:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         raw_path = scope.get("raw_path") or scope["path"].encode()
+        incoming = _Incoming(receive)
         request = HttpRequest(
             method=scope["method"],
             raw_path=raw_path.decode("latin-1"),
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
-            body=BodyStream(_receive_body(receive)),
+            body=BodyStream(incoming.pieces()),
         )
         request_id = uuid.uuid4().hex.upper()[:16]
         service = self._default
@@ -91,6 +92,8 @@ class KobakoApp:
             log.exception("unhandled error in %s %s", request.method, request.raw_path)
             error = AwsError("InternalError", "We encountered an internal error.", 500)
             response = service.codec.serialize_error(error, request_id)
+        if not incoming.done and not await incoming.drain():
+            response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD")
         log.info(
             "%s %s %s -> %d %s %.1fms", request.method, request.raw_path, service.name,
@@ -142,6 +145,7 @@ class KobakoApp:
             body = await request.body.read_all(_SMALL_BODY_LIMIT)
             auth = verify(view, self.config.lookup, payload_hash=hashlib.sha256(body).hexdigest())
             request.body = BodyStream.of_bytes(body)
+            request.body_bytes = body
             return auth
         auth = verify(view, self.config.lookup)
         request.body = _payload_body(request, auth)
@@ -187,16 +191,42 @@ async def _hash_checked(source: AsyncIterator[bytes], expected: str) -> AsyncIte
         )
 
 
-async def _receive_body(receive: Receive) -> AsyncIterator[bytes]:
-    while True:
-        message = await receive()
-        if message["type"] == "http.disconnect":
-            raise AwsError("IncompleteBody", "The request body ended early.", 400)
-        chunk = message.get("body", b"")
-        if chunk:
-            yield chunk
-        if not message.get("more_body", False):
-            return
+class _Incoming:
+    """The request body as ASGI delivers it, remembering whether it was all read.
+
+    A handler may answer (an error, usually) without reading the body; the rest must
+    then be drained, or the next request on the keep-alive connection would start in
+    the middle of this one's body.
+    """
+
+    _DRAIN_LIMIT = 8 * 1024 * 1024
+
+    def __init__(self, receive: Receive) -> None:
+        self._receive = receive
+        self.done = False
+
+    async def pieces(self) -> AsyncIterator[bytes]:
+        while not self.done:
+            message = await self._receive()
+            if message["type"] == "http.disconnect":
+                self.done = True
+                raise AwsError("IncompleteBody", "The request body ended early.", 400)
+            chunk = message.get("body", b"")
+            self.done = not message.get("more_body", False)
+            if chunk:
+                yield chunk
+
+    async def drain(self) -> bool:
+        """Read and drop what is left; False if too much is left to be worth it."""
+        drained = 0
+        try:
+            async for piece in self.pieces():
+                drained += len(piece)
+                if drained > self._DRAIN_LIMIT:
+                    return False
+        except AwsError:
+            return False
+        return True
 
 
 async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool) -> None:
