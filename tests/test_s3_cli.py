@@ -6,7 +6,7 @@ import hashlib
 import os
 from pathlib import Path
 
-from awscli import aws
+from awscli_helper import aws
 from conftest import Server
 
 

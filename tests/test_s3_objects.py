@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import http.client
 import time
 import zlib
 from datetime import UTC, datetime, timedelta
@@ -14,6 +13,7 @@ import boto3
 import pytest
 import requests
 from botocore.exceptions import ClientError
+
 from conftest import Server
 
 

@@ -8,6 +8,7 @@ import binascii
 import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from kobako.protocol.errors import AwsError
@@ -97,7 +98,9 @@ class S3Backend:
             raise
         return ingested, stored
 
-    def read(self, record: ObjectRecord, start: int = 0, end: int | None = None) -> bytes | AsyncIterator[bytes]:
+    def read(
+        self, record: ObjectRecord, start: int = 0, end: int | None = None
+    ) -> bytes | AsyncIterator[bytes]:
         """Bytes [start, end] of the object: small reads at once, large ones streamed."""
         last = record.size - 1 if end is None else end
         if last - start + 1 <= SMALL_OBJECT:
@@ -170,7 +173,7 @@ def content_headers(params: dict[str, Any]) -> dict[str, Any]:
             if not parts:
                 continue
             value = ",".join(parts)
-        stored[name] = value.isoformat() if name == "Expires" else value
+        stored[name] = value.isoformat() if isinstance(value, datetime) else value
     if params.get("Metadata"):
         stored["Metadata"] = dict(params["Metadata"])
     if "ContentType" not in stored:

@@ -90,8 +90,8 @@ class KobakoApp:
             response = service.codec.serialize_error(error, request_id)
         except Exception:
             log.exception("unhandled error in %s %s", request.method, request.raw_path)
-            error = AwsError("InternalError", "We encountered an internal error.", 500)
-            response = service.codec.serialize_error(error, request_id)
+            internal = AwsError("InternalError", "We encountered an internal error.", 500)
+            response = service.codec.serialize_error(internal, request_id)
         if not incoming.done and not await incoming.drain():
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD")
@@ -168,8 +168,10 @@ def _payload_body(request: HttpRequest, auth: AuthContext) -> BodyStream:
     length_header = request.headers.get("x-amz-decoded-content-length")
     if mode.startswith("streaming"):
         signer = auth.chunk_verifier() if mode.startswith("streaming-signed") else None
-        decoder = AwsChunkedDecoder(source, signer, expect_trailer=mode.endswith("trailer"))
         length = int(length_header) if length_header and length_header.isdigit() else None
+        decoder = AwsChunkedDecoder(
+            source, signer, expect_trailer=mode.endswith("trailer"), decoded_length=length
+        )
         return BodyStream(decoder.__aiter__(), lambda: decoder.trailers, length)
     content_length = request.headers.get("content-length")
     length = int(content_length) if content_length and content_length.isdigit() else None

@@ -35,7 +35,8 @@ class Database:
         ):
             self._conn.execute(pragma)
         self._conn.execute(
-            "CREATE TABLE IF NOT EXISTS kobako_migrations (component TEXT PRIMARY KEY, version INTEGER)"
+            "CREATE TABLE IF NOT EXISTS kobako_migrations "
+            "(component TEXT PRIMARY KEY, version INTEGER)"
         )
 
     def execute(self, sql: str, params: Params = ()) -> int:
@@ -71,7 +72,9 @@ class Database:
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Apply the schema steps of `component` not yet applied, in order."""
         with self.transaction():
-            row = self.one("SELECT version FROM kobako_migrations WHERE component = ?", (component,))
+            row = self.one(
+                "SELECT version FROM kobako_migrations WHERE component = ?", (component,)
+            )
             done = int(row["version"]) if row else 0
             for sql in steps[done:]:
                 for statement in _split(sql):
