@@ -113,3 +113,10 @@ def test_bucket_not_empty_and_location(server: Any, s3: Any, filled: str) -> Non
         west.create_bucket(Bucket="west-bucket-x",
                            CreateBucketConfiguration={"LocationConstraint": "us-west-2"})
     assert exc.value.response["Error"]["Code"] == "BucketAlreadyOwnedByYou"
+
+
+def test_expected_bucket_owner(s3: Any, filled: str) -> None:
+    s3.head_bucket(Bucket=filled, ExpectedBucketOwner="000000000000")
+    with pytest.raises(ClientError) as exc:
+        s3.list_objects_v2(Bucket=filled, ExpectedBucketOwner="123456789012")
+    assert exc.value.response["Error"]["Code"] == "AccessDenied"

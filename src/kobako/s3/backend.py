@@ -46,6 +46,9 @@ class S3Backend:
             raise errors.no_such_bucket(name)
         if bucket.account_id != ctx.account_id:
             raise errors.access_denied()
+        expected = ctx.request.headers.get("x-amz-expected-bucket-owner")
+        if expected is not None and expected != bucket.account_id:
+            raise errors.access_denied()
         return bucket
 
     def object(self, ctx: RequestContext, bucket: str, key: str) -> ObjectRecord:
