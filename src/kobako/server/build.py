@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kobako import s3, sts
+from kobako import batch, logs, s3, sts
 from kobako.config import Config
 from kobako.server.app import KobakoApp
 from kobako.store.db import Database
@@ -11,5 +11,10 @@ from kobako.store.db import Database
 def build_app(config: Config) -> KobakoApp:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.data_dir / "kobako.db")
-    services = [s3.service.build(config, db), sts.build()]
+    services = [
+        s3.service.build(config, db),
+        sts.build(),
+        logs.build(config, db),
+        batch.build(config, db, logs.LogStore(db)),
+    ]
     return KobakoApp(config, services)

@@ -1,0 +1,257 @@
+"""The job operations: SubmitJob, DescribeJobs, ListJobs, TerminateJob, CancelJob, tags."""
+
+from __future__ import annotations
+
+import fnmatch
+from collections.abc import Callable
+from typing import Any
+
+from kobako.batch.common import STATUSES, TERMINAL, client_error, loads
+from kobako.batch.definitions import find_definition
+from kobako.batch.engine import Engine
+from kobako.batch.environments import find_queue
+from kobako.batch.paging import offset_of, page_size, token_for
+from kobako.batch.store import BatchStore
+from kobako.batch.submit import build_jobs, job_arn
+from kobako.server.service import Handler, RequestContext
+from kobako.store.db import Row
+
+
+def job_detail(store: BatchStore, row: Row) -> dict[str, Any]:
+    detail: dict[str, Any] = loads(row["detail"])
+    attempts: list[dict[str, Any]] = loads(row["attempts"]) or []
+    container = dict(detail["container"])
+    container.pop("instanceType", None)
+    is_parent = bool(row["array_size"]) and row["parent_id"] is None
+    if attempts and not is_parent:
+        last = attempts[-1]["container"]
+        for key in ("exitCode", "reason", "logStreamName", "taskArn"):
+            if key in last:
+                container[key] = last[key]
+    elif row["status"] in ("STARTING", "RUNNING") and not is_parent:
+        container["logStreamName"] = f"{detail['jobDefinitionName']}/default/{row['job_id']}"
+    out: dict[str, Any] = {
+        "jobArn": job_arn(row),
+        "jobName": row["name"],
+        "jobId": row["job_id"],
+        "jobQueue": row["queue_arn"],
+        "status": row["status"],
+        "attempts": attempts,
+        "createdAt": row["created_at"],
+        "dependsOn": detail.get("dependsOn") or [],
+        "jobDefinition": row["def_arn"],
+        "parameters": detail.get("parameters") or {},
+        "container": container,
+        "tags": store.tags(job_arn(row)) if row["parent_id"] is None else {},
+        "platformCapabilities": detail.get("platformCapabilities") or ["EC2"],
+        "isCancelled": bool(row["cancelled"]),
+        "isTerminated": bool(row["terminated"]),
+    }
+    for key, column in (("statusReason", "status_reason"), ("startedAt", "started_at"),
+                        ("stoppedAt", "stopped_at")):
+        if row[column] is not None:
+            out[key] = row[column]
+    for key in ("retryStrategy", "timeout", "propagateTags", "schedulingPriority",
+                "shareIdentifier"):
+        if detail.get(key) is not None:
+            out[key] = detail[key]
+    if is_parent:
+        summary = dict.fromkeys(STATUSES, 0)
+        summary.update(store.children_summary(str(row["job_id"])))
+        out["arrayProperties"] = {"statusSummary": summary, "size": row["array_size"]}
+    elif row["array_index"] is not None:
+        out["arrayProperties"] = {"index": row["array_index"]}
+    return out
+
+
+def job_summary(row: Row) -> dict[str, Any]:
+    out: dict[str, Any] = {
+        "jobArn": job_arn(row),
+        "jobId": row["job_id"],
+        "jobName": row["name"],
+        "createdAt": row["created_at"],
+        "status": row["status"],
+        "jobDefinition": row["def_arn"],
+    }
+    for key, column in (("statusReason", "status_reason"), ("startedAt", "started_at"),
+                        ("stoppedAt", "stopped_at")):
+        if row[column] is not None:
+            out[key] = row[column]
+    attempts = loads(row["attempts"]) or []
+    if attempts:
+        last = attempts[-1]["container"]
+        out["container"] = {k: last[k] for k in ("exitCode", "reason") if k in last}
+    if row["array_size"] and row["parent_id"] is None:
+        out["arrayProperties"] = {"size": row["array_size"]}
+    elif row["array_index"] is not None:
+        out["arrayProperties"] = {"index": row["array_index"]}
+    return out
+
+
+def _name_check(pattern: str) -> Callable[[Row], bool]:
+    return lambda row: fnmatch.fnmatchcase(str(row["name"]), pattern)
+
+
+def _definition_check(value: str) -> Callable[[Row], bool]:
+    """An ARN, name:revision, or a name (any revision); `*` wildcards allowed."""
+    pattern = value if value.startswith("arn:") or ":" in value else value + ":*"
+
+    def check(row: Row) -> bool:
+        arn = str(row["def_arn"])
+        return fnmatch.fnmatchcase(arn, pattern) or fnmatch.fnmatchcase(
+            arn.rsplit("/", 1)[-1], pattern)
+
+    return check
+
+
+def _list_filter(ctx: RequestContext, store: BatchStore, params: dict[str, Any]
+                 ) -> tuple[str, list[Any], Callable[[Row], bool]]:
+    where = ["account = ?", "region = ?"]
+    args: list[Any] = [ctx.account_id, ctx.region]
+    if params.get("arrayJobId"):
+        where.append("parent_id = ?")
+        args.append(params["arrayJobId"])
+    elif params.get("multiNodeJobId"):
+        where.append("0")
+    elif params.get("jobQueue"):
+        queue = find_queue(store, ctx, str(params["jobQueue"]))
+        if queue is None:
+            raise client_error(f"Job queue {params['jobQueue']} does not exist")
+        where.append("queue_arn = ? AND (parent_id IS NULL)")
+        args.append(queue["arn"])
+    else:
+        raise client_error("Either jobQueue, arrayJobId or multiNodeJobId must be specified")
+    checks: list[Callable[[Row], bool]] = []
+    filters = params.get("filters") or []
+    for item in filters:
+        name, values = str(item.get("name", "")), [str(v) for v in item.get("values") or []]
+        if not values:
+            raise client_error(f"Filter {name} needs a value")
+        value = values[0]
+        if name == "JOB_NAME":
+            checks.append(_name_check(value))
+        elif name == "JOB_DEFINITION":
+            checks.append(_definition_check(value))
+        elif name == "BEFORE_CREATED_AT":
+            where.append("created_at < ?")
+            args.append(int(value))
+        elif name == "AFTER_CREATED_AT":
+            where.append("created_at > ?")
+            args.append(int(value))
+        else:
+            raise client_error(f"Invalid filter name {name}")
+    if not filters:
+        status = str(params.get("jobStatus") or "RUNNING")
+        if status not in STATUSES:
+            raise client_error(f"Invalid jobStatus {status}")
+        where.append("status = ?")
+        args.append(status)
+    return " AND ".join(where), args, lambda r: all(check(r) for check in checks)
+
+
+def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
+    async def submit_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        queue_ref = str(params.get("jobQueue") or "")
+        queue = find_queue(store, ctx, queue_ref)
+        if queue is None:
+            raise client_error(f"Job queue {queue_ref} does not exist")
+        if queue["state"] != "ENABLED":
+            raise client_error(f"Job queue {queue['name']} is not ENABLED")
+        def_ref = str(params.get("jobDefinition") or "")
+        definition = find_definition(store, ctx, def_ref)
+        if definition is None or definition["status"] != "ACTIVE":
+            raise client_error(f"Job definition {def_ref} does not exist or is not ACTIVE")
+        jobs = build_jobs(store, ctx.account_id, ctx.region, queue, definition,
+                          loads(definition["spec"]), params)
+        store.insert(jobs)
+        row = store.job(jobs[0].job_id)
+        assert row is not None
+        arn = job_arn(row)
+        if params.get("tags"):
+            store.set_tags(arn, params["tags"])
+        engine.wake()
+        return {"jobArn": arn, "jobName": row["name"], "jobId": row["job_id"]}
+
+    async def describe_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        ids = [str(i) for i in params.get("jobs") or []]
+        if len(ids) > 100:
+            raise client_error("DescribeJobs accepts at most 100 job IDs")
+        ids = [i.rsplit("/", 1)[-1] if i.startswith("arn:") else i for i in ids]
+        rows = {str(r["job_id"]): r for r in store.jobs(ids)}
+        return {"jobs": [job_detail(store, rows[i]) for i in dict.fromkeys(ids) if i in rows]}
+
+    async def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        where, args, keep = _list_filter(ctx, store, params)
+        offset = offset_of(params.get("nextToken"))
+        size = page_size(params.get("maxResults"), 100, 1000)
+        rows = [r for r in store.list_jobs(where, args, 0, 1_000_000) if keep(r)]
+        out: dict[str, Any] = {"jobSummaryList": [job_summary(r) for r in
+                                                  rows[offset:offset + size]]}
+        if offset + size < len(rows):
+            out["nextToken"] = token_for(offset + size)
+        return out
+
+    async def stop(params: dict[str, Any], cancel: bool) -> dict[str, Any]:
+        job_id = str(params.get("jobId") or "")
+        reason = params.get("reason")
+        if not reason:
+            raise client_error("reason is required")
+        row = store.job(job_id)
+        if row is None:
+            raise client_error(f"Job {job_id} does not exist")
+        ids = [job_id]
+        if row["array_size"] and row["parent_id"] is None:
+            ids += [str(c["job_id"]) for c in store.children(job_id)]
+        store.stop_waiting(ids, str(reason), cancel)
+        if not cancel:
+            rows = store.jobs(ids)
+            await engine.terminate([str(r["job_id"]) for r in rows
+                                    if r["status"] not in TERMINAL], str(reason))
+        engine.wake()
+        return {}
+
+    async def terminate_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return await stop(params, cancel=False)
+
+    async def cancel_job(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return await stop(params, cancel=True)
+
+    def _resource(ctx: RequestContext, arn: str) -> str:
+        parts = arn.split(":", 5)
+        if len(parts) != 6 or parts[2] != "batch":
+            raise client_error(f"Invalid resource ARN {arn}")
+        kind, _, name = parts[5].partition("/")
+        table = {"compute-environment": "batch_compute_envs", "job-queue": "batch_queues",
+                 "job-definition": "batch_job_defs"}.get(kind)
+        if kind == "job":
+            found = store.job(name) is not None
+        elif table is not None:
+            found = store.db.one(f"SELECT 1 FROM {table} WHERE arn = ?", (arn,)) is not None
+        else:
+            found = False
+        if not found:
+            raise client_error(f"Resource {arn} does not exist")
+        return arn
+
+    async def tag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        store.set_tags(_resource(ctx, str(params.get("resourceArn"))), params.get("tags") or {})
+        return {}
+
+    async def untag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        store.remove_tags(_resource(ctx, str(params.get("resourceArn"))),
+                          params.get("tagKeys") or [])
+        return {}
+
+    async def list_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        return {"tags": store.tags(_resource(ctx, str(params.get("resourceArn"))))}
+
+    return {
+        "SubmitJob": submit_job,
+        "DescribeJobs": describe_jobs,
+        "ListJobs": list_jobs,
+        "TerminateJob": terminate_job,
+        "CancelJob": cancel_job,
+        "TagResource": tag_resource,
+        "UntagResource": untag_resource,
+        "ListTagsForResource": list_tags,
+    }

@@ -1,0 +1,166 @@
+"""SubmitJob: a job definition plus overrides becomes the rows the engine runs.
+
+Everything a job needs at run time (command after `Ref::` substitution, environment,
+resources, retry strategy, timeout) is resolved here once and stored with the job, so
+later changes to the definition do not change a submitted job, as in AWS.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import uuid
+from typing import Any
+
+from kobako.batch.common import TERMINAL, arn, check_name, client_error
+from kobako.batch.definitions import validate_retry, validate_timeout
+from kobako.batch.store import BatchStore, NewJob
+from kobako.store.db import Row
+
+_REF = re.compile(r"Ref::([A-Za-z0-9_.-]+)")
+
+
+def substitute(command: list[str], parameters: dict[str, str]) -> list[str]:
+    """Replace `Ref::name` placeholders by parameter values; unknown ones stay."""
+    def one(match: re.Match[str]) -> str:
+        return parameters.get(match.group(1), match.group(0))
+
+    return [_REF.sub(one, arg) for arg in command]
+
+
+def _merge_env(base: list[dict[str, str]], extra: list[dict[str, str]]) -> list[dict[str, str]]:
+    merged = {e["name"]: e.get("value", "") for e in base if "name" in e}
+    merged.update({e["name"]: e.get("value", "") for e in extra if "name" in e})
+    return [{"name": k, "value": v} for k, v in merged.items()]
+
+
+def _merge_requirements(base: list[dict[str, str]], extra: list[dict[str, str]]
+                        ) -> list[dict[str, str]]:
+    merged = {r["type"]: r for r in base}
+    merged.update({r["type"]: r for r in extra})
+    return list(merged.values())
+
+
+def resources(container: dict[str, Any]) -> tuple[float, int | None, int]:
+    """(vCPUs, MiB, GPUs) from resourceRequirements, else the legacy vcpus/memory fields."""
+    reqs = {r["type"]: r["value"] for r in container.get("resourceRequirements") or []}
+    try:
+        vcpus = float(reqs.get("VCPU", container.get("vcpus") or 1))
+        memory_raw = reqs.get("MEMORY", container.get("memory"))
+        memory = int(memory_raw) if memory_raw is not None else None
+        gpus = int(reqs.get("GPU", 0))
+    except ValueError:
+        raise client_error("resourceRequirements values must be numbers") from None
+    if vcpus <= 0 or (memory is not None and memory < 4) or gpus < 0:
+        raise client_error("Invalid resourceRequirements: vCPU must be positive and memory at "
+                           "least 4 MiB")
+    return vcpus, memory, gpus
+
+
+def resolve_container(definition: dict[str, Any], params: dict[str, Any]
+                      ) -> tuple[dict[str, Any], dict[str, str]]:
+    container = copy.deepcopy(definition.get("containerProperties") or {})
+    overrides = params.get("containerOverrides") or {}
+    if overrides.get("command") is not None:
+        container["command"] = overrides["command"]
+    container["environment"] = _merge_env(container.get("environment") or [],
+                                          overrides.get("environment") or [])
+    for legacy in ("vcpus", "memory"):
+        if overrides.get(legacy) is not None:
+            container[legacy] = overrides[legacy]
+    if overrides.get("resourceRequirements"):
+        container["resourceRequirements"] = _merge_requirements(
+            container.get("resourceRequirements") or [], overrides["resourceRequirements"])
+    if overrides.get("instanceType"):
+        container["instanceType"] = overrides["instanceType"]
+    parameters = {**(definition.get("parameters") or {}), **(params.get("parameters") or {})}
+    container["command"] = substitute(list(container.get("command") or []), parameters)
+    return container, parameters
+
+
+def build_jobs(
+    store: BatchStore, account: str, region: str, queue: Row, definition: Row,
+    definition_spec: dict[str, Any], params: dict[str, Any],
+) -> list[NewJob]:
+    """The rows for one SubmitJob: one job, or an array parent and its children."""
+    name = check_name(params.get("jobName"), "jobName")
+    container, parameters = resolve_container(definition_spec, params)
+    vcpus, memory, gpus = resources(container)
+    retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
+    timeout = params.get("timeout") or definition_spec.get("timeout")
+    validate_retry(retry)
+    validate_timeout(timeout)
+    depends = params.get("dependsOn") or []
+    array_size = int((params.get("arrayProperties") or {}).get("size") or 0)
+    if params.get("arrayProperties") is not None and not 2 <= array_size <= 10_000:
+        raise client_error("Array job size must be between 2 and 10000")
+    deps = _check_dependencies(store, depends, array_size)
+    job_id = str(uuid.uuid4())
+    detail: dict[str, Any] = {
+        "jobDefinitionName": definition["name"],
+        "parameters": parameters,
+        "container": container,
+        "retryStrategy": retry,
+        "timeout": timeout,
+        "dependsOn": depends,
+        "tags": params.get("tags") or {},
+        "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
+        "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
+        "schedulingPriority": params.get("schedulingPriorityOverride"),
+        "shareIdentifier": params.get("shareIdentifier"),
+    }
+    def job(job_id: str, deps: list[str], parent: str | None = None,
+            index: int | None = None) -> NewJob:
+        return NewJob(
+            job_id=job_id, account=account, region=region, name=name,
+            queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]), vcpus=vcpus,
+            memory=memory, gpus=gpus, detail=detail, parent_id=parent, array_index=index,
+            array_size=array_size or None, deps=deps)
+
+    if not array_size:
+        return [job(job_id, deps)]
+    jobs = [job(job_id, [])]
+    for index in range(array_size):
+        child_deps: list[str] = []
+        for dep in depends:
+            kind = dep.get("type")
+            if kind == "SEQUENTIAL":
+                if index:
+                    child_deps.append(f"{job_id}:{index - 1}")
+            elif kind == "N_TO_N":
+                child_deps.append(f"{dep['jobId']}:{index}")
+            else:
+                child_deps.append(str(dep["jobId"]))
+        jobs.append(job(f"{job_id}:{index}", child_deps, job_id, index))
+    return jobs
+
+
+def _check_dependencies(store: BatchStore, depends: list[dict[str, Any]], array_size: int
+                        ) -> list[str]:
+    if len(depends) > 20:
+        raise client_error("A job can depend on at most 20 jobs")
+    found: list[str] = []
+    for dep in depends:
+        kind = dep.get("type")
+        if kind not in (None, "N_TO_N", "SEQUENTIAL"):
+            raise client_error(f"Invalid dependency type {kind}")
+        if kind in ("N_TO_N", "SEQUENTIAL") and not array_size:
+            raise client_error(f"{kind} dependencies are only valid for array jobs")
+        if kind == "SEQUENTIAL":
+            if dep.get("jobId"):
+                raise client_error("A SEQUENTIAL dependency must not name a jobId")
+            continue
+        target = str(dep.get("jobId") or "")
+        row = store.job(target)
+        if row is None:
+            raise client_error(f"Dependent Job ID {target} does not exist")
+        if (kind == "N_TO_N" and row["array_size"] != array_size) or \
+                (kind == "N_TO_N" and row["parent_id"]):
+            raise client_error("An N_TO_N dependency must name an array job of the same size")
+        if row["status"] not in TERMINAL or row["status"] == "FAILED":
+            found.append(target)
+    return found
+
+
+def job_arn(row: Row) -> str:
+    return arn(str(row["region"]), str(row["account"]), "job", str(row["job_id"]))

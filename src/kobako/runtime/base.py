@@ -1,0 +1,69 @@
+"""The one interface Batch (and later ECS, SageMaker, Ray) runs work through.
+
+Kept tiny on purpose so that process, container and Ray backends plug in alike: start
+an attempt, read its output lines, wait for its exit code, kill it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol
+
+
+@dataclass(frozen=True)
+class AttemptSpec:
+    """What to run: argv (never through a shell unless argv says so), where, with what."""
+
+    argv: list[str]
+    env: dict[str, str]
+    workdir: Path
+    vcpus: float = 1.0
+    memory_mib: int | None = None
+    gpus: int = 0
+    image: str | None = None
+
+
+@dataclass(frozen=True)
+class OutputLine:
+    timestamp_ms: int
+    stream: str  # "stdout" or "stderr"
+    text: str
+
+
+class StartError(Exception):
+    """The attempt could not start (no such executable, bad image); `reason` is for users."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class Attempt(Protocol):
+    """One running attempt."""
+
+    @property
+    def ref(self) -> str:
+        """A durable handle (a process group id, a container id) to reap it after a crash."""
+        ...
+
+    def lines(self) -> AsyncIterator[OutputLine]: ...
+
+    async def wait(self) -> int:
+        """The exit code; 128 + N for death by signal N, as container runtimes report."""
+        ...
+
+    async def kill(self) -> None: ...
+
+
+class Runtime(Protocol):
+    async def start(self, spec: AttemptSpec) -> Attempt: ...
+
+    async def reap(self, ref: str, marker: str) -> None:
+        """Kill what an attempt left behind when the server died, if `marker` proves it ours."""
+        ...
+
+    async def close(self) -> None:
+        """Kill everything still running (server shutdown)."""
+        ...
