@@ -6,11 +6,13 @@ about any service: everything operation-specific comes from the botocore model.
 
 from __future__ import annotations
 
+import base64
+import binascii
 import json
-from datetime import datetime
 from typing import Any
-from urllib.parse import parse_qsl
+from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
+from xml.sax.saxutils import escape
 
 from kobako.protocol import values
 from kobako.protocol.errors import AwsError
@@ -20,6 +22,9 @@ from kobako.protocol.timestamps import format_timestamp
 from kobako.spec import OperationModel, ServiceModel, Shape
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
+
+# The operation a request names, and its URI labels (REST protocols only).
+Found = tuple[OperationModel, dict[str, str]]
 
 
 def parse_xml(body: bytes) -> Element:
@@ -42,7 +47,7 @@ class Codec:
     def __init__(self, model: ServiceModel) -> None:
         self.model = model
 
-    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+    def find_operation(self, request: HttpRequest, path: str) -> Found:
         raise NotImplementedError
 
     async def parse(
@@ -70,7 +75,7 @@ class RestCodec(Codec):
         super().__init__(model)
         self.router = OperationRouter(model)
 
-    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+    def find_operation(self, request: HttpRequest, path: str) -> Found:
         found = self.router.match(request, path)
         if found is None:
             raise self.unknown_operation(f"{request.method} {path}")
@@ -84,11 +89,14 @@ class RestCodec(Codec):
             return {}
         params: dict[str, Any] = {}
         payload_name = shape.serialization.get("payload")
+        # A querystring map takes the keys no other member (nor the requestUri) names.
         bound = {
             str(m.serialization.get("name", n))
             for n, m in shape.members.items()
             if m.serialization.get("location") == "querystring" and m.type_name != "map"
         }
+        bound.update(parse_qs(str(op.http.get("requestUri", "")).partition("?")[2],
+                              keep_blank_values=True))
         for name, member in shape.members.items():
             location = member.serialization.get("location")
             wire = str(member.serialization.get("name", name))
@@ -113,8 +121,11 @@ class RestCodec(Codec):
             if member.type_name == "blob" and member.serialization.get("streaming"):
                 params[payload_name] = request.body
             elif member.type_name in ("blob", "string"):
+                # Absent and empty are the same on the wire; a non-streaming payload is
+                # left out then, as botocore leaves it out of the body.
                 raw = await request.body.read_all()
-                params[payload_name] = raw if member.type_name == "blob" else raw.decode()
+                if raw:
+                    params[payload_name] = raw if member.type_name == "blob" else raw.decode()
             else:
                 raw = await request.body.read_all()
                 if raw.strip():
@@ -135,7 +146,12 @@ class RestCodec(Codec):
         bound: set[str],
     ) -> None:
         if member.type_name == "map":
-            params[name] = {k: v for k, v in request.query.items() if k not in bound}
+            multi = member.value.type_name == "list"
+            found = {
+                k: (v if multi else v[0]) for k, v in request.query_multi.items() if k not in bound
+            }
+            if found:
+                params[name] = found
         elif wire in request.query_multi:
             if member.type_name == "list":
                 params[name] = [
@@ -152,10 +168,10 @@ class RestCodec(Codec):
             return
         if member.type_name == "list":
             params[name] = [
-                values.scalar_from_text(part.strip(), member.member) for part in raw.split(",")
+                values.scalar_from_text(part, member.member) for part in split_header_list(raw)
             ]
         elif member.serialization.get("jsonvalue"):
-            params[name] = raw
+            params[name] = _json_header(raw)
         else:
             params[name] = values.scalar_from_text(raw, member)
 
@@ -200,11 +216,13 @@ class RestCodec(Codec):
 
     @staticmethod
     def _header_text(value: Any, member: Shape) -> str:
-        if member.type_name == "timestamp" and isinstance(value, datetime):
+        if member.type_name == "timestamp":
             fmt = str(member.serialization.get("timestampFormat", "rfc822"))
             return str(format_timestamp(value, fmt))
         if member.type_name == "list":
-            return ",".join(str(item) for item in value)
+            return ",".join(values.scalar_to_text(item, member.member) for item in value)
+        if member.serialization.get("jsonvalue"):
+            return base64.b64encode(values.dumps(value)).decode()
         return values.scalar_to_text(value, member)
 
     def root_name(self, op: OperationModel) -> str:
@@ -213,6 +231,36 @@ class RestCodec(Codec):
 
     def serialize_payload(self, root: str, value: Any, shape: Shape) -> bytes:
         raise NotImplementedError
+
+
+def split_header_list(raw: str) -> list[str]:
+    """The items of a comma-separated header; an item may be a quoted string (RFC 9110)."""
+    items: list[str] = []
+    current: list[str] = []
+    quoted = escaped = False
+    for char in raw:
+        if escaped:
+            current.append(char)
+            escaped = False
+        elif quoted and char == "\\":
+            escaped = True
+        elif char == '"':
+            quoted = not quoted
+        elif char == "," and not quoted:
+            items.append("".join(current).strip())
+            current = []
+        else:
+            current.append(char)
+    items.append("".join(current).strip())
+    return items
+
+
+def _json_header(raw: str) -> Any:
+    """A `jsonvalue` header: base64 of the JSON text."""
+    try:
+        return json.loads(base64.b64decode(raw, validate=True))
+    except (ValueError, binascii.Error):
+        raise AwsError("SerializationException", "Invalid base64 JSON header value.") from None
 
 
 class RestXmlCodec(RestCodec):
@@ -239,11 +287,11 @@ class RestXmlCodec(RestCodec):
 
     def serialize_error(self, error: AwsError, request_id: str) -> HttpResponse:
         fields = "".join(
-            f"<{k}>{values.escape(v)}</{k}>" for k, v in error.fields.items()
+            f"<{k}>{escape(v)}</{k}>" for k, v in error.fields.items()
         )
         body = (
             f"{XML_DECLARATION}<Error><Code>{error.code}</Code>"
-            f"<Message>{values.escape(error.message)}</Message>{fields}"
+            f"<Message>{escape(error.message)}</Message>{fields}"
             f"<RequestId>{request_id}</RequestId></Error>"
         )
         headers = [("Content-Type", "application/xml"), *error.headers.items()]
@@ -289,7 +337,7 @@ class JsonCodec(Codec):
         self.content_type = f"application/x-amz-json-{model.metadata.get('jsonVersion', '1.0')}"
         self.target_prefix = str(model.metadata.get("targetPrefix", ""))
 
-    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+    def find_operation(self, request: HttpRequest, path: str) -> Found:
         target = request.headers.get("x-amz-target", "")
         prefix, _, name = target.rpartition(".")
         if prefix != self.target_prefix or name not in self.model.operation_names:
@@ -323,7 +371,7 @@ class QueryCodec(Codec):
         super().__init__(model)
         self.xmlns = str(model.metadata.get("xmlNamespace", ""))
 
-    def find_operation(self, request: HttpRequest, path: str) -> tuple[OperationModel, dict[str, str]]:
+    def find_operation(self, request: HttpRequest, path: str) -> Found:
         action = request.query.get("Action", "")
         if not action and request.body_bytes:
             form = dict(parse_qsl(request.body_bytes.decode(errors="replace")))
@@ -358,7 +406,14 @@ class QueryCodec(Codec):
                 return None
             return self._struct(form, key + ".", shape)
         if kind == "list":
-            base = key if shape.serialization.get("flattened") else key + ".member"
+            # `Key.member.N`, or with the member's locationName `Key.Name.N`; a flattened
+            # list is `Key.N`, or `Name.N` where its member has a locationName.
+            item_name = shape.member.serialization.get("name")
+            if shape.serialization.get("flattened"):
+                base = key.rpartition(".")[0] + "." + item_name if item_name else key
+                base = base.lstrip(".")
+            else:
+                base = f"{key}.{item_name or 'member'}"
             items = []
             index = 1
             while any(k == f"{base}.{index}" or k.startswith(f"{base}.{index}.") for k in form):
@@ -367,11 +422,13 @@ class QueryCodec(Codec):
             return items if items or key in form else None
         if kind == "map":
             base = key if shape.serialization.get("flattened") else key + ".entry"
+            key_name = values.member_wire_name("key", shape.key)
+            value_name = values.member_wire_name("value", shape.value)
             result: dict[str, Any] = {}
             index = 1
-            while f"{base}.{index}.key" in form:
-                result[form[f"{base}.{index}.key"]] = self._value(
-                    form, f"{base}.{index}.value", shape.value
+            while f"{base}.{index}.{key_name}" in form:
+                result[form[f"{base}.{index}.{key_name}"]] = self._value(
+                    form, f"{base}.{index}.{value_name}", shape.value
                 )
                 index += 1
             return result or None
@@ -381,8 +438,15 @@ class QueryCodec(Codec):
 
     def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
         out = [XML_DECLARATION, f'<{op.name}Response xmlns="{self.xmlns}">']
-        if op.output_shape is not None:
-            values.value_to_xml(f"{op.name}Result", output, op.output_shape, out)
+        shape = op.output_shape
+        if shape is not None:
+            # Members go inside the model's resultWrapper element, else straight
+            # under the response element: that is where botocore looks for them.
+            wrapper = shape.serialization.get("resultWrapper")
+            inner: list[str] = []
+            values.members_to_xml(output, shape, inner)
+            body = "".join(inner)
+            out.append(f"<{wrapper}>{body}</{wrapper}>" if wrapper else body)
         out.append(f"<ResponseMetadata><RequestId>{output.get('__request_id', '')}</RequestId>")
         out.append(f"</ResponseMetadata></{op.name}Response>")
         return HttpResponse(200, [("Content-Type", self.content_type)], "".join(out).encode())
@@ -391,7 +455,7 @@ class QueryCodec(Codec):
         kind = "Sender" if error.sender_fault else "Receiver"
         body = (
             f'{XML_DECLARATION}<ErrorResponse xmlns="{self.xmlns}"><Error><Type>{kind}</Type>'
-            f"<Code>{error.code}</Code><Message>{values.escape(error.message)}</Message>"
+            f"<Code>{error.code}</Code><Message>{escape(error.message)}</Message>"
             f"</Error><RequestId>{request_id}</RequestId></ErrorResponse>"
         )
         return HttpResponse(error.status, [("Content-Type", self.content_type)], body.encode())

@@ -3,8 +3,12 @@
 Each operation's `requestUri` (`/{Bucket}/{Key+}?uploads`) becomes a path regex plus
 literal query keys. Several operations can share a method and path (S3's PutObject,
 CopyObject, UploadPart, UploadPartCopy): the match wins that is most specific, that
-is, names the most literal query keys and has the most required header and query
-members present. That rule comes from the model alone; no per-operation table.
+is, compared in this order, names the most literal query keys, has the most required
+header and query members present, the longest literal path, is not deprecated (S3's
+GetBucketLifecycle and GetBucketLifecycleConfiguration are the same request), and has
+the most optional header and query members present (ListBuckets or, given
+`max-directory-buckets`, ListDirectoryBuckets). That rule comes from the model alone;
+no per-operation table.
 """
 
 from __future__ import annotations
@@ -26,6 +30,9 @@ class _Route:
     literal_query: tuple[tuple[str, str | None], ...]
     required_headers: tuple[str, ...]
     required_query: tuple[str, ...]
+    optional_headers: tuple[str, ...]
+    optional_query: tuple[str, ...]
+    literal_path: int  # characters of the path template outside labels
 
 
 @dataclass(frozen=True)
@@ -65,28 +72,31 @@ class OperationRouter:
                 (key, value if value else None)
                 for key, value in parse_qsl(query, keep_blank_values=True)
             )
-            headers: list[str] = []
-            queries: list[str] = []
+            # [required, optional] wire names of header and querystring members.
+            headers: tuple[list[str], list[str]] = ([], [])
+            queries: tuple[list[str], list[str]] = ([], [])
             shape = op.input_shape
             if shape is not None:
-                for member_name in shape.required_members:
-                    member = shape.members[member_name]
+                required = set(shape.required_members)
+                for member_name, member in shape.members.items():
                     location = member.serialization.get("location")
                     wire = str(member.serialization.get("name", member_name))
+                    slot = 0 if member_name in required else 1
                     if location == "header":
-                        headers.append(wire.lower())
-                    elif location == "querystring":
-                        queries.append(wire)
+                        headers[slot].append(wire.lower())
+                    elif location == "querystring" and member.type_name != "map":
+                        queries[slot].append(wire)
             self._routes.append(
                 _Route(
                     op, str(op.http.get("method", "POST")), pattern, labels, literal,
-                    tuple(headers), tuple(queries),
+                    tuple(headers[0]), tuple(queries[0]), tuple(headers[1]),
+                    tuple(queries[1]), len(re.sub(r"\{[^}]+\}", "", path)),
                 )
             )
 
     def match(self, request: HttpRequest, path: str) -> RouteMatch | None:
         """The best operation for `request`, whose raw path is `path`, or None."""
-        best: tuple[int, _Route, re.Match[str]] | None = None
+        best: tuple[tuple[int, ...], _Route, re.Match[str]] | None = None
         for route in self._routes:
             if route.method != request.method:
                 continue
@@ -102,12 +112,21 @@ class OperationRouter:
                 continue
             if any(name not in request.query for name in route.required_query):
                 continue
-            score = 100 * len(route.literal_query) + len(route.required_headers)
-            score += len(route.required_query)
+            score = (
+                len(route.literal_query),
+                len(route.required_headers) + len(route.required_query),
+                route.literal_path,
+                0 if route.operation.deprecated else 1,
+                sum(name in request.headers for name in route.optional_headers)
+                + sum(name in request.query for name in route.optional_query),
+            )
             if best is None or score > best[0]:
                 best = (score, route, found)
         if best is None:
             return None
         _, route, found = best
-        labels = {name: unquote(value) for name, value in zip(route.labels, found.groups(), strict=True)}
+        labels = {
+            name: unquote(value)
+            for name, value in zip(route.labels, found.groups(), strict=True)
+        }
         return RouteMatch(route.operation, labels)

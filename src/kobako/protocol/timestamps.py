@@ -1,29 +1,43 @@
-"""The three timestamp formats of the AWS protocols, in both directions."""
+"""The three timestamp formats of the AWS protocols, in both directions.
+
+Handlers may give an aware or a naive `datetime` (naive means UTC, never local
+time), or an epoch number or timestamp text, which is parsed first.
+"""
 
 from __future__ import annotations
 
 import calendar
+import math
 from datetime import UTC, datetime
 from email.utils import format_datetime, parsedate_to_datetime
 
 from kobako.protocol.errors import AwsError
 
+Timestamp = datetime | int | float | str
 
-def to_iso8601(value: datetime) -> str:
-    value = value.astimezone(UTC)
+
+def _utc(value: Timestamp) -> datetime:
+    if not isinstance(value, datetime):
+        return parse_timestamp(value)
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def to_iso8601(value: Timestamp) -> str:
+    value = _utc(value)
     return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
 
 
-def to_rfc822(value: datetime) -> str:
-    return format_datetime(value.astimezone(UTC), usegmt=True)
+def to_rfc822(value: Timestamp) -> str:
+    return format_datetime(_utc(value).replace(microsecond=0), usegmt=True)
 
 
-def to_epoch(value: datetime) -> float | int:
+def to_epoch(value: Timestamp) -> float | int:
+    value = _utc(value)
     seconds = calendar.timegm(value.utctimetuple()) + value.microsecond / 1e6
     return int(seconds) if seconds == int(seconds) else round(seconds, 3)
 
 
-def format_timestamp(value: datetime, fmt: str) -> str | float | int:
+def format_timestamp(value: Timestamp, fmt: str) -> str | float | int:
     if fmt == "rfc822":
         return to_rfc822(value)
     if fmt == "unixTimestamp":
@@ -31,22 +45,41 @@ def format_timestamp(value: datetime, fmt: str) -> str | float | int:
     return to_iso8601(value)
 
 
+def _invalid(value: object) -> AwsError:
+    return AwsError("InvalidArgument", f"Invalid timestamp: {value!r}", 400)
+
+
+def _from_epoch(seconds: float) -> datetime:
+    if not math.isfinite(seconds):
+        raise _invalid(seconds)
+    try:
+        return datetime.fromtimestamp(seconds, UTC)
+    except (OverflowError, OSError, ValueError):
+        raise _invalid(seconds) from None
+
+
 def parse_timestamp(value: str | float | int) -> datetime:
     """Parse any of the formats a client may send (epoch, ISO 8601, RFC 822)."""
+    if isinstance(value, bool):
+        raise _invalid(value)
     if isinstance(value, int | float):
-        return datetime.fromtimestamp(value, UTC)
+        return _from_epoch(value)
+    if not isinstance(value, str):
+        raise _invalid(value)
     text = value.strip()
     try:
-        return datetime.fromtimestamp(float(text), UTC)
+        seconds = float(text)
     except ValueError:
         pass
+    else:
+        return _from_epoch(seconds)
     try:
-        parsed = datetime.fromisoformat(text.replace("Z", "+00:00"))
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+        parsed = datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
     except ValueError:
         pass
     try:
         parsed = parsedate_to_datetime(text)
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    except (TypeError, ValueError):
-        raise AwsError("InvalidArgument", f"Invalid timestamp: {text!r}", 400) from None
+        return parsed.replace(tzinfo=UTC) if parsed.tzinfo is None else parsed.astimezone(UTC)
+    except (TypeError, ValueError, IndexError):
+        raise _invalid(text) from None

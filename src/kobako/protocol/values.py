@@ -10,7 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from datetime import datetime
+import math
 from typing import Any
 from xml.etree.ElementTree import Element
 from xml.sax.saxutils import escape, quoteattr
@@ -20,6 +20,10 @@ from kobako.protocol.timestamps import format_timestamp, parse_timestamp
 from kobako.spec import Shape
 
 _XSI = "{http://www.w3.org/2001/XMLSchema-instance}"
+_INTEGERS = ("integer", "long", "short", "byte")
+_SPECIAL_FLOATS = ("NaN", "Infinity", "-Infinity")
+# A bare CR in XML text reads back as LF; as a character reference it survives.
+_XML_TEXT = {"\r": "&#13;"}
 
 
 def _malformed(message: str) -> AwsError:
@@ -43,7 +47,7 @@ def scalar_from_text(text: str, shape: Shape) -> Any:
     """A scalar from its text form (XML text, header, query string)."""
     kind = shape.type_name
     try:
-        if kind in ("integer", "long", "short", "byte"):
+        if kind in _INTEGERS:
             return int(text)
         if kind in ("float", "double"):
             return float(text)
@@ -123,6 +127,10 @@ def _xml_to_struct(elem: Element, shape: Shape) -> dict[str, Any]:
                 result[name] = attr
             continue
         found = children.get(wire)
+        if not found and member.type_name == "list" and member.serialization.get("flattened"):
+            # Responses name flattened items after the list member's locationName;
+            # accept requests that do the same.
+            found = children.get(str(member.member.serialization.get("name", wire)))
         if not found:
             continue
         if member.type_name == "list" and member.serialization.get("flattened"):
@@ -141,23 +149,10 @@ def value_to_xml(name: str, value: Any, shape: Shape, out: list[str], xmlns: str
     """Append `<name>value</name>` for a shape-typed value to `out`."""
     kind = shape.type_name
     if kind == "structure":
-        attrs = f' xmlns="{xmlns}"' if xmlns else ""
         inner: list[str] = []
-        for member_name, member in shape.members.items():
-            member_value = value.get(member_name) if isinstance(value, dict) else None
-            if member_value is None or member.serialization.get("location"):
-                continue
-            wire = member_wire_name(member_name, member)
-            if member.serialization.get("xmlAttribute"):
-                if wire.startswith("xsi:"):
-                    attrs += ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
-                attrs += f" {wire}={quoteattr(str(member_value))}"
-                continue
-            if member.serialization.get("flattened") and member.type_name == "list":
-                for item in member_value:
-                    value_to_xml(wire, item, member.member, inner)
-            else:
-                value_to_xml(wire, member_value, member, inner)
+        attrs = members_to_xml(value, shape, inner)
+        if xmlns:
+            attrs = f' xmlns="{xmlns}"' + attrs
         out.append(f"<{name}{attrs}>{''.join(inner)}</{name}>")
     elif kind == "list":
         item_name = member_wire_name("member", shape.member)
@@ -170,12 +165,34 @@ def value_to_xml(name: str, value: Any, shape: Shape, out: list[str], xmlns: str
         value_name = member_wire_name("value", shape.value)
         out.append(f"<{name}>")
         for key, item in value.items():
-            out.append(f"<entry><{key_name}>{escape(str(key))}</{key_name}>")
+            out.append(f"<entry><{key_name}>{escape(str(key), _XML_TEXT)}</{key_name}>")
             value_to_xml(value_name, item, shape.value, out)
             out.append("</entry>")
         out.append(f"</{name}>")
     else:
-        out.append(f"<{name}>{escape(scalar_to_text(value, shape))}</{name}>")
+        out.append(f"<{name}>{escape(scalar_to_text(value, shape), _XML_TEXT)}</{name}>")
+
+
+def members_to_xml(value: dict[str, Any], shape: Shape, out: list[str]) -> str:
+    """Append a structure's member elements to `out`; return its XML attributes' text."""
+    attrs = ""
+    for member_name, member in shape.members.items():
+        member_value = value.get(member_name) if isinstance(value, dict) else None
+        if member_value is None or member.serialization.get("location"):
+            continue
+        wire = member_wire_name(member_name, member)
+        if member.serialization.get("xmlAttribute"):
+            if wire.startswith("xsi:"):
+                attrs += ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
+            attrs += f" {wire}={quoteattr(str(member_value))}"
+        elif member.serialization.get("flattened") and member.type_name == "list":
+            # botocore names a flattened list's items after its member's locationName.
+            item_name = str(member.member.serialization.get("name", wire))
+            for item in member_value:
+                value_to_xml(item_name, item, member.member, out)
+        else:
+            value_to_xml(wire, member_value, member, out)
+    return attrs
 
 
 # ---------------------------------------------------------------- JSON
@@ -183,8 +200,8 @@ def value_to_xml(name: str, value: Any, shape: Shape, out: list[str], xmlns: str
 
 def json_to_value(value: Any, shape: Shape) -> Any:
     """A JSON-decoded value into handler form (timestamps, blobs decoded)."""
-    if value is None:
-        return None
+    if value is None or shape.metadata.get("document"):
+        return value  # a document is free-form JSON, as is
     kind = shape.type_name
     if kind == "structure":
         if not isinstance(value, dict):
@@ -192,7 +209,8 @@ def json_to_value(value: Any, shape: Shape) -> Any:
         result: dict[str, Any] = {}
         for name, member in shape.members.items():
             wire = str(member.serialization.get("name", name))
-            if wire in value:
+            # rest-json members bound to the URI or headers never come from the body.
+            if wire in value and not member.serialization.get("location"):
                 result[name] = json_to_value(value[wire], member)
         return result
     if kind == "list":
@@ -212,8 +230,13 @@ def json_to_value(value: Any, shape: Shape) -> Any:
             except binascii.Error:
                 raise AwsError("SerializationException", "Invalid base64 blob.") from None
         raise AwsError("SerializationException", "Expected a base64 string for a blob.")
-    if kind in ("integer", "long") and (isinstance(value, bool) or not isinstance(value, int)):
+    if kind in _INTEGERS and (isinstance(value, bool) or not isinstance(value, int)):
         raise AwsError("SerializationException", f"Expected an integer, got {value!r}.")
+    if kind in ("float", "double"):
+        if isinstance(value, str) and value in _SPECIAL_FLOATS:
+            return float(value)  # JSON has no NaN or infinities: clients send these strings
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise AwsError("SerializationException", f"Expected a number, got {value!r}.")
     if kind == "string" and not isinstance(value, str):
         raise AwsError("SerializationException", f"Expected a string, got {value!r}.")
     if kind == "boolean" and not isinstance(value, bool):
@@ -224,6 +247,8 @@ def json_to_value(value: Any, shape: Shape) -> Any:
 def value_to_json(value: Any, shape: Shape) -> Any:
     """A handler value into its JSON-encodable wire form."""
     kind = shape.type_name
+    if shape.metadata.get("document"):
+        return value
     if kind == "structure":
         result: dict[str, Any] = {}
         for name, member in shape.members.items():
@@ -237,13 +262,13 @@ def value_to_json(value: Any, shape: Shape) -> Any:
     if kind == "map":
         return {key: value_to_json(item, shape.value) for key, item in value.items()}
     if kind == "timestamp":
-        if isinstance(value, datetime):
-            fmt = str(shape.serialization.get("timestampFormat", "unixTimestamp"))
-            return format_timestamp(value, fmt)
-        return value
+        fmt = str(shape.serialization.get("timestampFormat", "unixTimestamp"))
+        return format_timestamp(value, fmt)
     if kind == "blob":
         raw = value if isinstance(value, bytes) else str(value).encode()
         return base64.b64encode(raw).decode()
+    if kind in ("float", "double") and isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
     return value
 
 
