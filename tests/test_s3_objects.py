@@ -257,3 +257,16 @@ def test_virtual_host_addressing(server: Server, s3: Any, bucket: str) -> None:
     keys = [o["Key"] for o in virtual.list_objects_v2(Bucket=bucket, Prefix="vh/")["Contents"]]
     assert keys == ["vh/key.txt", "vh/two"]
     assert hosts and all(h.startswith(f"{bucket}.localhost") for h in hosts)
+
+
+def test_default_boto3_presign_uses_sigv2(s3: Any, bucket: str) -> None:
+    """boto3's default presigned URL for S3 is Signature Version 2: it must work too."""
+    s3.put_object(Bucket=bucket, Key="v2", Body=b"legacy")
+    url = s3.generate_presigned_url("get_object", Params={"Bucket": bucket, "Key": "v2"})
+    assert "Signature=" in url and "X-Amz-Signature" not in url
+    response = requests.get(url, timeout=10)
+    assert response.status_code == 200 and response.content == b"legacy"
+    assert requests.get(url.replace("Signature=", "Signature=x"), timeout=10).status_code == 403
+    put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "v2put"})
+    assert requests.put(put, data=b"via v2", timeout=10).status_code == 200
+    assert s3.get_object(Bucket=bucket, Key="v2put")["Body"].read() == b"via v2"

@@ -255,12 +255,12 @@ def _claim(req: RequestView) -> _Claim | None:
             "or the Authorization header should be specified",
         )
     if header is not None:
+        if header.strip().partition(" ")[0] == "AWS":
+            return None  # SigV2 ("AWS key:signature"): kobako.protocol.sigv2 verifies it
         return _header_claim(header)
     if presigned:
         return _query_claim(params)
-    if "AWSAccessKeyId" in names and "Signature" in names:
-        raise _unsupported("Signature Version 2 presigned URLs")
-    return None
+    return None  # anonymous, or SigV2 query auth (AWSAccessKeyId, Signature, Expires)
 
 
 def _header_claim(header: str) -> _Claim:

@@ -18,6 +18,7 @@ from kobako.config import Config
 from kobako.protocol.chunked import AwsChunkedDecoder, payload_mode
 from kobako.protocol.errors import AwsError, not_implemented
 from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse
+from kobako.protocol.sigv2 import parse_auth_v2, verify_v2
 from kobako.protocol.sigv4 import AuthContext, RequestView, parse_auth, verify
 from kobako.server.service import RequestContext, Service
 
@@ -140,6 +141,8 @@ class KobakoApp:
     async def _authenticate(self, service: Service, request: HttpRequest) -> AuthContext:
         view = _view(request)
         if parse_auth(view) is None:
+            if service.name == "s3" and parse_auth_v2(view) is not None:
+                return self._authenticate_v2(service, request, view)
             raise AwsError("AccessDenied", "Access Denied: the request is not signed.", 403)
         if not service.streams_body:
             body = await request.body.read_all(_SMALL_BODY_LIMIT)
@@ -152,6 +155,27 @@ class KobakoApp:
         return auth
 
 
+    def _authenticate_v2(
+        self, service: Service, request: HttpRequest, view: RequestView
+    ) -> AuthContext:
+        """S3's legacy Signature Version 2 (boto3 still presigns with it by default).
+
+        It signs no payload hash, so the body streams unchecked, as on AWS; for a
+        virtual-hosted request the signed resource starts with the Host's bucket.
+        """
+        path = service.rewrite_path(request) if service.rewrite_path else request.raw_path
+        bucket = path[1:].split("/", 1)[0] if path != request.raw_path else None
+        auth = verify_v2(view, self.config.lookup, bucket=bucket)
+        mode = payload_mode(request.headers.get("x-amz-content-sha256"))
+        if mode.startswith("streaming-signed"):
+            raise AwsError("InvalidArgument", "Signed aws-chunked bodies need Signature "
+                           "Version 4.", 400)
+        if mode == "signed":
+            mode = "unsigned"
+        request.body = _payload_body(request, auth, mode)
+        return auth
+
+
 def _view(request: HttpRequest) -> RequestView:
     return RequestView(
         method=request.method,
@@ -161,9 +185,9 @@ def _view(request: HttpRequest) -> RequestView:
     )
 
 
-def _payload_body(request: HttpRequest, auth: AuthContext) -> BodyStream:
+def _payload_body(request: HttpRequest, auth: AuthContext, mode: str | None = None) -> BodyStream:
     """The decoded request body for a streaming service, checked as it streams."""
-    mode = payload_mode(request.headers.get("x-amz-content-sha256"))
+    mode = mode or payload_mode(request.headers.get("x-amz-content-sha256"))
     source = request.body.__aiter__()
     length_header = request.headers.get("x-amz-decoded-content-length")
     if mode.startswith("streaming"):
