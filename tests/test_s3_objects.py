@@ -270,3 +270,17 @@ def test_default_boto3_presign_uses_sigv2(s3: Any, bucket: str) -> None:
     put = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "v2put"})
     assert requests.put(put, data=b"via v2", timeout=10).status_code == 200
     assert s3.get_object(Bucket=bucket, Key="v2put")["Body"].read() == b"via v2"
+
+
+def test_get_object_attributes(s3: Any, bucket: str) -> None:
+    body = b"attributes"
+    put = s3.put_object(Bucket=bucket, Key="attr", Body=body, ChecksumAlgorithm="SHA256")
+    out = s3.get_object_attributes(Bucket=bucket, Key="attr",
+                                   ObjectAttributes=["ETag", "ObjectSize", "StorageClass",
+                                                     "Checksum"])
+    assert out["ETag"] == put["ETag"].strip('"')
+    assert out["ObjectSize"] == len(body) and out["StorageClass"] == "STANDARD"
+    assert out["Checksum"]["ChecksumSHA256"] == put["ChecksumSHA256"]
+    with pytest.raises(ClientError) as exc:
+        s3.get_object_attributes(Bucket=bucket, Key="attr", ObjectAttributes=["Nonsense"])
+    assert code_of(exc) == "InvalidArgument"

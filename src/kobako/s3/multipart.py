@@ -14,6 +14,7 @@ from kobako.s3.checksums import ALGORITHMS, composite_checksum, multipart_etag
 from kobako.s3.names import check_key
 from kobako.s3.objects import check_conditions, copy_source, parse_range
 from kobako.s3.store import ObjectRecord, Part, Upload, now
+from kobako.s3.tagging import tags_from_header
 from kobako.server.service import Handler, RequestContext
 
 MIN_PART_SIZE = 5 * 1024 * 1024
@@ -48,7 +49,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(secrets.token_bytes(48)).decode(),
             bucket=bucket, key=key, initiated=now(), storage_class=storage_class(params),
-            headers=content_headers(params),
+            headers=content_headers(params) | (
+                {"Tags": tags} if (tags := tags_from_header(params.get("Tagging"))) else {}),
             checksum_algorithm=algorithm.upper() if algorithm else None,
         )
         s3.store.create_upload(upload)

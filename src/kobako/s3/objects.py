@@ -14,6 +14,7 @@ from kobako.s3.backend import S3Backend, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS
 from kobako.s3.names import check_key
 from kobako.s3.store import ObjectRecord, now
+from kobako.s3.tagging import tags_from_header
 from kobako.server.service import Handler, RequestContext
 
 _RANGE = re.compile(r"bytes=(\d*)-(\d*)\Z")
@@ -90,6 +91,8 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
     for name, value in record.headers.items():
         if name == "Expires":
             out[name] = datetime.fromisoformat(value)
+        elif name == "Tags":
+            out["TagCount"] = len(value) or None
         elif name != "Metadata":
             out[name] = value
     if record.headers.get("Metadata"):
@@ -118,6 +121,9 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         check_key(key)
         klass = storage_class(params)
         headers = content_headers(params)
+        tags = tags_from_header(params.get("Tagging"))
+        if tags:
+            headers["Tags"] = tags
         _check_write_conditions(s3, bucket, key, params)
         trailer = ctx.request.headers.get("x-amz-trailer", "")
         ingested, checksums = await s3.ingest_body(params["Body"], params, trailer)
@@ -223,7 +229,16 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 "This copy request is illegal because it is trying to copy an object to itself "
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes.", 400)
-        headers = content_headers(params) if directive == "REPLACE" else dict(source.headers)
+        headers = content_headers(params) if directive == "REPLACE" else {
+            k: v for k, v in source.headers.items() if k != "Tags"}
+        tagging_directive = params.get("TaggingDirective", "COPY")
+        if tagging_directive not in ("COPY", "REPLACE"):
+            raise errors.invalid_argument("Unknown tagging directive.",
+                                          "x-amz-tagging-directive", tagging_directive)
+        tags = tags_from_header(params.get("Tagging")) if tagging_directive == "REPLACE" \
+            else source.headers.get("Tags", [])
+        if tags:
+            headers["Tags"] = tags
         algorithm = params.get("ChecksumAlgorithm")
         checksums = dict(source.checksums)
         segments = await asyncio.to_thread(
@@ -251,7 +266,42 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         result.update({k: v for k, v in checksum_fields(record).items() if k != "ChecksumType"})
         return {"CopyObjectResult": result}
 
+    async def get_object_attributes(
+        ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        record = s3.object(ctx, params["Bucket"], params["Key"])
+        wanted = set(params.get("ObjectAttributes") or [])
+        known = {"ETag", "Checksum", "ObjectParts", "StorageClass", "ObjectSize"}
+        if not wanted or not wanted <= known:
+            raise errors.invalid_argument("Invalid attribute name specified.",
+                                          "x-amz-object-attributes", ",".join(sorted(wanted)))
+        out: dict[str, Any] = {"LastModified": record.last_modified}
+        if "ETag" in wanted:
+            out["ETag"] = record.etag.strip('"')
+        if "StorageClass" in wanted:
+            out["StorageClass"] = record.storage_class
+        if "ObjectSize" in wanted:
+            out["ObjectSize"] = record.size
+        if "Checksum" in wanted and record.checksums:
+            out["Checksum"] = checksum_fields(record)
+        if "ObjectParts" in wanted and "-" in record.etag:
+            marker = params.get("PartNumberMarker") or 0
+            limit = params.get("MaxParts") or 1000
+            numbered = list(enumerate(record.segments, start=1))
+            after = [(n, size) for n, (_, size) in numbered if n > marker]
+            page = after[:limit]
+            out["ObjectParts"] = {
+                "TotalPartsCount": len(record.segments),
+                "PartNumberMarker": marker,
+                "MaxParts": limit,
+                "IsTruncated": len(after) > limit,
+                "NextPartNumberMarker": page[-1][0] if page else marker,
+                "Parts": [{"PartNumber": n, "Size": size} for n, size in page],
+            }
+        return out
+
     return {
+        "GetObjectAttributes": get_object_attributes,
         "PutObject": put_object,
         "GetObject": get_object,
         "HeadObject": head_object,

@@ -7,7 +7,7 @@ import ipaddress
 from kobako.config import Config
 from kobako.protocol.codecs import RestXmlCodec
 from kobako.protocol.http import HttpRequest
-from kobako.s3 import buckets, listing, multipart, objects
+from kobako.s3 import buckets, listing, multipart, objects, tagging
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
@@ -25,6 +25,9 @@ ROOT_NAMES = {
     "ListParts": "ListPartsResult",
     "ListMultipartUploads": "ListMultipartUploadsResult",
     "DeleteObjects": "DeleteResult",
+    "GetObjectTagging": "Tagging",
+    "GetBucketTagging": "Tagging",
+    "GetObjectAttributes": "GetObjectAttributesResponse",
 }
 
 
@@ -53,7 +56,7 @@ def build(config: Config, db: Database) -> Service:
     store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     backend = S3Backend(store)
     handlers = {}
-    for module in (buckets, objects, listing, multipart):
+    for module in (buckets, objects, listing, multipart, tagging):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     return Service(

@@ -64,7 +64,15 @@ SCHEMA = [
         checksums TEXT NOT NULL,
         PRIMARY KEY (upload_id, part_number)
     ) WITHOUT ROWID
+    """,
     """
+    CREATE TABLE s3_bucket_config (
+        bucket TEXT NOT NULL REFERENCES s3_buckets (name) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        value TEXT NOT NULL,
+        PRIMARY KEY (bucket, name)
+    ) WITHOUT ROWID
+    """,
 ]
 
 
@@ -208,7 +216,35 @@ class S3Store:
             self.db.execute("DELETE FROM s3_buckets WHERE name = ?", (name,))
         return blobs
 
+    def get_config(self, bucket: str, name: str) -> Any:
+        """A bucket-level setting (tagging, CORS, policy...), JSON-decoded, or None."""
+        row = self.db.one(
+            "SELECT value FROM s3_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
+        )
+        return json.loads(row["value"]) if row else None
+
+    def set_config(self, bucket: str, name: str, value: Any) -> None:
+        """Store a bucket-level setting; None deletes it."""
+        if value is None:
+            self.db.execute(
+                "DELETE FROM s3_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
+            )
+            return
+        self.db.execute(
+            "INSERT INTO s3_bucket_config (bucket, name, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (bucket, name) DO UPDATE SET value = excluded.value",
+            (bucket, name, json.dumps(value)),
+        )
+
     # ------------------------------------------------------------ objects
+
+    def set_object_headers(self, bucket: str, key: str, headers: dict[str, Any]) -> bool:
+        """Replace an object's stored headers (tags live there); False if it is gone."""
+        changed = self.db.execute(
+            "UPDATE s3_objects SET headers = ? WHERE bucket = ? AND key = ?",
+            (json.dumps(headers), bucket, key),
+        )
+        return changed == 1
 
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         row = self.db.one("SELECT * FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
