@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import ipaddress
+from collections.abc import Callable
 
 from kobako.config import Config
 from kobako.protocol.codecs import RestXmlCodec
 from kobako.protocol.http import HttpRequest
-from kobako.s3 import buckets, listing, multipart, objects, tagging
+from kobako.s3 import buckets, cors, listing, multipart, objects, tagging
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
@@ -28,10 +29,11 @@ ROOT_NAMES = {
     "GetObjectTagging": "Tagging",
     "GetBucketTagging": "Tagging",
     "GetObjectAttributes": "GetObjectAttributesResponse",
+    "GetBucketCors": "CORSConfiguration",
 }
 
 
-def virtual_host_path(hostnames: list[str]) -> object:
+def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
     """A path rewriter: `bucket.<hostname>/key` becomes `/bucket/key`."""
     suffixes = tuple("." + name for name in hostnames)
 
@@ -56,14 +58,17 @@ def build(config: Config, db: Database) -> Service:
     store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     backend = S3Backend(store)
     handlers = {}
-    for module in (buckets, objects, listing, multipart, tagging):
+    for module in (buckets, objects, listing, multipart, tagging, cors):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
+    browser = cors.Cors(backend)
     return Service(
         name="s3",
         codec=RestXmlCodec(service_model("s3"), root_names=ROOT_NAMES),
         handlers=handlers,
         signing_names=("s3",),
         streams_body=True,
-        rewrite_path=rewrite,  # type: ignore[arg-type]
+        rewrite_path=rewrite,
+        preflight=browser.preflight,
+        decorate=browser.decorate,
     )

@@ -93,6 +93,8 @@ class KobakoApp:
             log.exception("unhandled error in %s %s", request.method, request.raw_path)
             internal = AwsError("InternalError", "We encountered an internal error.", 500)
             response = service.codec.serialize_error(internal, request_id)
+        if service.decorate is not None:
+            service.decorate(request, self._path(service, request), response)
         if not incoming.done and not await incoming.drain():
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD")
@@ -117,8 +119,12 @@ class KobakoApp:
     async def _dispatch(
         self, service: Service, request: HttpRequest, request_id: str
     ) -> tuple[HttpResponse, str]:
+        path = self._path(service, request)
+        if service.preflight is not None:
+            early = await service.preflight(request, path)
+            if early is not None:
+                return early, "Preflight"
         auth = await self._authenticate(service, request)
-        path = service.rewrite_path(request) if service.rewrite_path else request.raw_path
         op, labels = service.codec.find_operation(request, path)
         handler = service.handlers.get(op.name)
         if handler is None:
@@ -137,6 +143,10 @@ class KobakoApp:
             return output, op.name
         output.setdefault("__request_id", request_id)
         return service.codec.serialize(op, output), op.name
+
+    @staticmethod
+    def _path(service: Service, request: HttpRequest) -> str:
+        return service.rewrite_path(request) if service.rewrite_path else request.raw_path
 
     async def _authenticate(self, service: Service, request: HttpRequest) -> AuthContext:
         view = _view(request)
@@ -163,7 +173,7 @@ class KobakoApp:
         It signs no payload hash, so the body streams unchecked, as on AWS; for a
         virtual-hosted request the signed resource starts with the Host's bucket.
         """
-        path = service.rewrite_path(request) if service.rewrite_path else request.raw_path
+        path = self._path(service, request)
         bucket = path[1:].split("/", 1)[0] if path != request.raw_path else None
         auth = verify_v2(view, self.config.lookup, bucket=bucket)
         mode = payload_mode(request.headers.get("x-amz-content-sha256"))

@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kobako.protocol.codecs import Codec
-from kobako.protocol.http import HttpRequest
+from kobako.protocol.http import HttpRequest, HttpResponse
 from kobako.protocol.sigv4 import AuthContext, Credential
 
 
@@ -45,5 +45,9 @@ class Service:
     signing_names: tuple[str, ...]
     streams_body: bool = False
     rewrite_path: Callable[[HttpRequest], str] | None = None
+    # Answers a request before authentication (S3's CORS preflight), or None to go on.
+    preflight: Callable[[HttpRequest, str], Awaitable[HttpResponse | None]] | None = None
+    # Adds headers to every response (S3's CORS headers for a matching Origin).
+    decorate: Callable[[HttpRequest, str, HttpResponse], None] | None = None
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
