@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kobako import batch, logs, s3, sts
+from kobako import batch, logs, s3, stepfunctions, sts
 from kobako.config import Config
 from kobako.server.app import KobakoApp
 from kobako.store.db import Database
@@ -16,5 +16,6 @@ def build_app(config: Config) -> KobakoApp:
         sts.build(),
         logs.build(config, db),
         batch.build(config, db, logs.LogStore(db)),
+        stepfunctions.build(config, db),
     ]
     return KobakoApp(config, services)

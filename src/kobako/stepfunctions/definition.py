@@ -1,0 +1,367 @@
+"""Parse and validate an Amazon States Language definition.
+
+Problems are collected with their JSON location (`/States/A/Next`) and reported the
+way AWS words InvalidDefinition: `Invalid State Machine Definition: 'CODE: message at
+/path'`, so a bad definition never reaches the interpreter.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kobako.stepfunctions import choice, intrinsics, paths
+from kobako.stepfunctions.errors import ALL
+
+COMMON = {"Type", "Comment", "QueryLanguage"}
+IO = {"InputPath", "OutputPath"}
+FLOW = {"Next", "End"}
+FIELDS: dict[str, set[str]] = {
+    "Pass": COMMON | IO | FLOW | {"Result", "ResultPath", "Parameters"},
+    "Task": COMMON | IO | FLOW | {
+        "Resource", "Parameters", "ResultPath", "ResultSelector", "Retry", "Catch",
+        "TimeoutSeconds", "TimeoutSecondsPath", "HeartbeatSeconds", "HeartbeatSecondsPath",
+        "Credentials",
+    },
+    "Choice": COMMON | IO | {"Choices", "Default"},
+    "Wait": COMMON | IO | FLOW | {"Seconds", "Timestamp", "SecondsPath", "TimestampPath"},
+    "Succeed": COMMON | IO,
+    "Fail": COMMON | {"Error", "Cause", "ErrorPath", "CausePath"},
+    "Parallel": COMMON | IO | FLOW | {
+        "Branches", "Parameters", "ResultPath", "ResultSelector", "Retry", "Catch",
+    },
+    "Map": COMMON | IO | FLOW | {
+        "Iterator", "ItemProcessor", "ItemsPath", "ItemSelector", "Parameters",
+        "MaxConcurrency", "MaxConcurrencyPath", "ResultPath", "ResultSelector", "Retry",
+        "Catch", "ToleratedFailureCount", "ToleratedFailurePercentage",
+        "ToleratedFailureCountPath", "ToleratedFailurePercentagePath", "Label",
+        "ItemReader", "ItemBatcher", "ResultWriter",
+    },
+}
+PATH_FIELDS = ("InputPath", "OutputPath", "ItemsPath", "SecondsPath", "TimestampPath",
+               "ErrorPath", "CausePath", "TimeoutSecondsPath", "HeartbeatSecondsPath")
+
+
+class InvalidDefinition(ValueError):
+    """The definition is not valid ASL; `str()` is AWS's message."""
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The definition as a dict, or InvalidDefinition naming every problem found."""
+    try:
+        document = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise InvalidDefinition(
+            f"Invalid State Machine Definition: 'INVALID_JSON_DESCRIPTION: {exc}'"
+        ) from None
+    problems: list[str] = []
+    if not isinstance(document, dict):
+        problems.append("SCHEMA_VALIDATION_FAILED: The definition must be a JSON object at /")
+    else:
+        _machine(document, "", problems)
+    if problems:
+        raise InvalidDefinition(f"Invalid State Machine Definition: '{', '.join(problems)}'")
+    machine: dict[str, Any] = document
+    return machine
+
+
+def _machine(machine: dict[str, Any], where: str, problems: list[str]) -> None:
+    states = machine.get("States")
+    start = machine.get("StartAt")
+    for key in machine:
+        if key not in {"States", "StartAt", "Comment", "TimeoutSeconds", "Version",
+                       "QueryLanguage", "ProcessorConfig"}:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at "
+                            f"{where or '/'}")
+    if not isinstance(states, dict) or not states:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'States' is required and must "
+                        f"be a non-empty object at {where}/States")
+        return
+    if not isinstance(start, str):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'StartAt' is required at "
+                        f"{where}/StartAt")
+    elif start not in states:
+        problems.append(f"MISSING_TRANSITION_TARGET: Missing 'Next' target: {start} at "
+                        f"{where}/StartAt")
+    if "TimeoutSeconds" in machine:
+        _positive_int(machine["TimeoutSeconds"], f"{where}/TimeoutSeconds", problems)
+    for name, state in states.items():
+        at = f"{where}/States/{name}"
+        if len(name) > 80:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: State name is too long at {at}")
+        if not isinstance(state, dict):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: A state must be an object at {at}")
+            continue
+        _state(state, at, set(states), problems)
+
+
+def _target(value: Any, names: set[str], at: str, problems: list[str]) -> None:
+    if not isinstance(value, str) or value not in names:
+        problems.append(f"MISSING_TRANSITION_TARGET: Missing 'Next' target: {value} at {at}")
+
+
+def _positive_int(value: Any, at: str, problems: list[str], minimum: int = 1) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The value must be an integer >= "
+                        f"{minimum} at {at}")
+
+
+def _state(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    kind = state.get("Type")
+    if kind not in FIELDS:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'Type' must be one of "
+                        f"{', '.join(FIELDS)} at {at}/Type")
+        return
+    for key in state:
+        if key not in FIELDS[kind]:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at "
+                            f"{at}/{key}")
+    if "Next" in FIELDS[kind]:
+        has_next, ends = "Next" in state, state.get("End") is True
+        if has_next == ends:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: Exactly one of 'Next' or 'End' "
+                            f"is required at {at}")
+        elif has_next:
+            _target(state["Next"], names, f"{at}/Next", problems)
+    for field in PATH_FIELDS:
+        value = state.get(field)
+        if field in ("ErrorPath", "CausePath") and isinstance(value, str) \
+                and intrinsics.looks_like_call(value):
+            _template({field + ".$": value}, at, problems)
+        elif value is not None:
+            _path(value, f"{at}/{field}", problems)
+    if state.get("ResultPath") is not None:
+        try:
+            paths.validate_reference_path(str(state["ResultPath"]))
+        except paths.PathError:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: The value for the field 'ResultPath' "
+                            f"must be a valid Reference Path at {at}/ResultPath")
+    for field in ("Parameters", "ResultSelector", "ItemSelector"):
+        if field in state:
+            _template(state[field], f"{at}/{field}", problems)
+    for field in ("Retry", "Catch"):
+        if field in state:
+            _handlers(state[field], field, at, names, problems)
+    check = _CHECKS.get(kind)
+    if check is not None:
+        check(state, at, names, problems)
+
+
+def _path(value: Any, at: str, problems: list[str]) -> None:
+    try:
+        if not isinstance(value, str):
+            raise paths.PathError("not a string")
+        paths.validate_path(value[1:] if value.startswith("$$") else value)
+    except paths.PathError:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The value for the field must be a "
+                        f"valid JSONPath at {at}")
+
+
+def _template(value: Any, at: str, problems: list[str]) -> None:
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if key.endswith(".$"):
+                if not isinstance(item, str):
+                    problems.append(f"SCHEMA_VALIDATION_FAILED: The value for the field "
+                                    f"'{key}' must be a STRING at {at}/{key}")
+                elif intrinsics.looks_like_call(item):
+                    try:
+                        intrinsics.parse(item)
+                    except intrinsics.IntrinsicSyntaxError as exc:
+                        problems.append(f"SCHEMA_VALIDATION_FAILED: The value for the field "
+                                        f"'{key}' must be a valid intrinsic function call "
+                                        f"({exc}) at {at}/{key}")
+                else:
+                    _path(item, f"{at}/{key}", problems)
+            else:
+                _template(item, f"{at}/{key}", problems)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            _template(item, f"{at}[{index}]", problems)
+
+
+def _handlers(value: Any, field: str, at: str, names: set[str], problems: list[str]) -> None:
+    if not isinstance(value, list):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: '{field}' must be an array at {at}/{field}")
+        return
+    for index, handler in enumerate(value):
+        where = f"{at}/{field}[{index}]"
+        if not isinstance(handler, dict):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: must be an object at {where}")
+            continue
+        errors = handler.get("ErrorEquals")
+        if not isinstance(errors, list) or not errors or \
+                not all(isinstance(e, str) for e in errors):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: 'ErrorEquals' must be a non-empty "
+                            f"array of strings at {where}/ErrorEquals")
+        elif ALL in errors and (len(errors) > 1 or index != len(value) - 1):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: 'States.ALL' must appear alone in "
+                            f"the last {'retrier' if field == 'Retry' else 'catcher'} "
+                            f"at {where}/ErrorEquals")
+        if field == "Catch":
+            _target(handler.get("Next"), names, f"{where}/Next", problems)
+            allowed = {"ErrorEquals", "Next", "ResultPath", "Comment"}
+        else:
+            allowed = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate",
+                       "MaxDelaySeconds", "JitterStrategy", "Comment"}
+            for key, minimum in (("IntervalSeconds", 1), ("MaxAttempts", 0),
+                                 ("MaxDelaySeconds", 1)):
+                if key in handler:
+                    _positive_int(handler[key], f"{where}/{key}", problems, minimum)
+            rate = handler.get("BackoffRate", 2.0)
+            if isinstance(rate, bool) or not isinstance(rate, int | float) or rate < 1:
+                problems.append(f"SCHEMA_VALIDATION_FAILED: 'BackoffRate' must be a number "
+                                f">= 1.0 at {where}/BackoffRate")
+            if handler.get("JitterStrategy", "NONE") not in ("NONE", "FULL"):
+                problems.append(f"SCHEMA_VALIDATION_FAILED: 'JitterStrategy' must be FULL or "
+                                f"NONE at {where}/JitterStrategy")
+        for key in handler:
+            if key not in allowed:
+                problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported "
+                                f"at {where}/{key}")
+
+
+def _task(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    if not isinstance(state.get("Resource"), str):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'Resource' is required at "
+                        f"{at}/Resource")
+    for key in ("TimeoutSeconds", "HeartbeatSeconds"):
+        if key in state:
+            _positive_int(state[key], f"{at}/{key}", problems)
+    if isinstance(state.get("TimeoutSeconds"), int) and isinstance(
+            state.get("HeartbeatSeconds"), int) and \
+            state["HeartbeatSeconds"] >= state["TimeoutSeconds"]:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'HeartbeatSeconds' must be smaller than "
+                        f"'TimeoutSeconds' at {at}/HeartbeatSeconds")
+
+
+def _choice(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    rules = state.get("Choices")
+    if not isinstance(rules, list) or not rules:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Choices' must be a non-empty array at "
+                        f"{at}/Choices")
+        return
+    for index, rule in enumerate(rules):
+        where = f"{at}/Choices[{index}]"
+        _rule(rule, where, problems)
+        if isinstance(rule, dict):
+            _target(rule.get("Next"), names, f"{where}/Next", problems)
+    if "Default" in state:
+        _target(state["Default"], names, f"{at}/Default", problems)
+
+
+def _rule(rule: Any, at: str, problems: list[str], nested: bool = False) -> None:
+    if not isinstance(rule, dict):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: A choice rule must be an object at {at}")
+        return
+    combinators = [key for key in choice.COMBINATORS if key in rule]
+    operators = [key for key in rule if key in choice.OPERATORS]
+    if len(combinators) + len(operators) != 1:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: A choice rule needs exactly one "
+                        f"comparison operator or And/Or/Not at {at}")
+        return
+    extra = set(rule) - {*combinators, *operators, "Variable", "Comment"} - (
+        set() if nested else {"Next"})
+    for key in sorted(extra):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at {at}/{key}")
+    if combinators:
+        key = combinators[0]
+        value = rule[key]
+        if key == "Not":
+            _rule(value, f"{at}/Not", problems, nested=True)
+        elif not isinstance(value, list) or not value:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: '{key}' must be a non-empty array at "
+                            f"{at}/{key}")
+        else:
+            for index, sub in enumerate(value):
+                _rule(sub, f"{at}/{key}[{index}]", problems, nested=True)
+        return
+    op = operators[0]
+    if "Variable" not in rule:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'Variable' is required at {at}")
+    else:
+        _path(rule["Variable"], f"{at}/Variable", problems)
+    value = rule[op]
+    if op.endswith("Path"):
+        _path(value, f"{at}/{op}", problems)
+    elif op in choice.TESTS or op.startswith("Boolean"):
+        ok = isinstance(value, bool)
+    elif op.startswith("Numeric"):
+        ok = isinstance(value, int | float) and not isinstance(value, bool)
+    elif op.startswith("Timestamp"):
+        ok = choice.parse_timestamp(value) is not None
+    else:
+        ok = isinstance(value, str)
+    if not op.endswith("Path") and not ok:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The value of '{op}' has the wrong type "
+                        f"at {at}/{op}")
+
+
+def _wait(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    given = [k for k in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if k in state]
+    if len(given) != 1:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Exactly one of 'Seconds', 'Timestamp', "
+                        f"'SecondsPath' or 'TimestampPath' is required at {at}")
+    if "Seconds" in state:
+        _positive_int(state["Seconds"], f"{at}/Seconds", problems, 0)
+    if "Timestamp" in state and choice.parse_timestamp(state["Timestamp"]) is None:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Timestamp' must be an RFC3339 timestamp "
+                        f"at {at}/Timestamp")
+
+
+def _fail(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    for key in ("Error", "Cause"):
+        if key in state and key + "Path" in state:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: '{key}' and '{key}Path' are mutually "
+                            f"exclusive at {at}")
+
+
+def _parallel(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    branches = state.get("Branches")
+    if not isinstance(branches, list) or not branches:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Branches' must be a non-empty array at "
+                        f"{at}/Branches")
+        return
+    for index, branch in enumerate(branches):
+        if isinstance(branch, dict):
+            _machine(branch, f"{at}/Branches[{index}]", problems)
+        else:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: A branch must be an object at "
+                            f"{at}/Branches[{index}]")
+
+
+def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+    given = [k for k in ("ItemProcessor", "Iterator") if k in state]
+    if len(given) != 1:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Exactly one of 'ItemProcessor' or "
+                        f"'Iterator' is required at {at}")
+        return
+    processor = state[given[0]]
+    if not isinstance(processor, dict):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: '{given[0]}' must be an object at "
+                        f"{at}/{given[0]}")
+        return
+    body = {k: v for k, v in processor.items() if k != "ProcessorConfig"}
+    _machine(body, f"{at}/{given[0]}", problems)
+    mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE") \
+        if isinstance(processor.get("ProcessorConfig"), dict) else "INLINE"
+    if mode != "INLINE":
+        problems.append(f"SCHEMA_VALIDATION_FAILED: kobako supports only INLINE Map "
+                        f"processing at {at}/{given[0]}/ProcessorConfig/Mode")
+    if "MaxConcurrency" in state:
+        _positive_int(state["MaxConcurrency"], f"{at}/MaxConcurrency", problems, 0)
+    if "ToleratedFailureCount" in state:
+        _positive_int(state["ToleratedFailureCount"], f"{at}/ToleratedFailureCount",
+                      problems, 0)
+    pct = state.get("ToleratedFailurePercentage", 0)
+    if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'ToleratedFailurePercentage' must be "
+                        f"between 0 and 100 at {at}/ToleratedFailurePercentage")
+    for key in ("ItemReader", "ItemBatcher", "ResultWriter"):
+        if key in state:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: kobako does not support '{key}' "
+                            f"(distributed Map) yet at {at}/{key}")
+
+
+_CHECKS = {"Task": _task, "Choice": _choice, "Wait": _wait, "Fail": _fail,
+           "Parallel": _parallel, "Map": _map}

@@ -1,0 +1,282 @@
+"""Executions as asyncio tasks in the server process: start, stop, finish, resume.
+
+Each RUNNING execution is one task driving the interpreter over its stored cursor;
+at startup every RUNNING execution found in the store gets its task back. This is
+also where `arn:aws:states:::states:startExecution(.sync|.sync:2)` is served, since
+a child execution is just another execution here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import uuid
+from datetime import UTC, datetime
+from typing import Any
+
+from kobako.protocol.errors import AwsError
+from kobako.stepfunctions import arns, errors
+from kobako.stepfunctions.clock import Clock
+from kobako.stepfunctions.engine import Cursor, FailState, Frame, Interpreter, dumps, iso
+from kobako.stepfunctions.errors import StatesError
+from kobako.stepfunctions.integrations import Integrations, TaskCall
+from kobako.stepfunctions.store import NotRunning, SfnStore
+from kobako.store.db import Row
+
+log = logging.getLogger("kobako.stepfunctions")
+
+
+class _Recorder:
+    def __init__(self, store: SfnStore, arn: str, clock: Clock) -> None:
+        self.store, self.arn, self.clock = store, arn, clock
+
+    def event(self, type: str, details: dict[str, Any] | None, previous: int,
+              cursor: Cursor | None = None) -> int:
+        return self.store.append(self.arn, type, details, previous, self.clock.now(), cursor)
+
+    def checkpoint(self, cursor: Cursor) -> None:
+        self.store.checkpoint(self.arn, cursor)
+
+
+def describe(row: Row, parse_data: bool = False) -> dict[str, Any]:
+    """An execution as DescribeExecution (or a .sync integration) reports it."""
+    out: dict[str, Any] = {
+        "executionArn": row["arn"], "stateMachineArn": row["machine_arn"],
+        "name": row["name"], "status": row["status"],
+        "startDate": datetime.fromtimestamp(row["started"], UTC),
+        "input": row["input"], "inputDetails": {"included": True},
+    }
+    if row["stopped"] is not None:
+        out["stopDate"] = datetime.fromtimestamp(row["stopped"], UTC)
+    if row["output"] is not None:
+        out["output"] = row["output"]
+        out["outputDetails"] = {"included": True}
+    if row["error"] is not None:
+        out["error"] = row["error"]
+    if row["cause"] is not None:
+        out["cause"] = row["cause"]
+    return out
+
+
+class Executions:
+    def __init__(self, store: SfnStore, clock: Clock, integrations: Integrations) -> None:
+        self.store = store
+        self.clock = clock
+        self.integrations = Integrations(parent=integrations)
+        self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.done: dict[str, asyncio.Event] = {}
+        for suffix, mode in (("", "start"), (".sync", "sync"), (".sync:2", "sync2")):
+            self.integrations.register(
+                f"arn:aws:states:::states:startExecution{suffix}", self._integration(mode))
+
+    # ---------------------------------------------------------------- lifecycle
+
+    async def resume_all(self) -> None:
+        """Startup hook: give every RUNNING execution its task back."""
+        for row in self.store.running():
+            self._launch(str(row["arn"]))
+
+    async def stop_all(self) -> None:
+        """Shutdown hook: cancel the tasks; the executions stay RUNNING and resume."""
+        tasks = list(self.tasks.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    def start(self, machine: Row, name: str | None, input_text: str | None) -> Row:
+        """Start (or, for the same name and input while running, return) an execution."""
+        name = name if name is not None else str(uuid.uuid4())
+        arns.check_name(name)
+        text = "{}" if input_text is None else input_text
+        if len(text.encode()) > errors.PAYLOAD_LIMIT:
+            raise AwsError("ValidationException", "1 validation error detected: Value at "
+                           "'input' failed to satisfy constraint: Member must have length "
+                           "less than or equal to 262144")
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise AwsError("InvalidExecutionInput",
+                           f"Invalid State Machine Execution Input: '{exc}'") from None
+        arn = arns.execution_arn(str(machine["arn"]), name)
+        existing = self.store.execution(arn)
+        if existing is not None:
+            if existing["status"] == "RUNNING" and existing["input"] == text:
+                return existing
+            raise AwsError("ExecutionAlreadyExists", f"Execution Already Exists: '{arn}'")
+        now = self.clock.now()
+        row = {
+            "arn": arn, "machine_arn": machine["arn"], "name": name, "status": "RUNNING",
+            "type": machine["type"], "definition": machine["definition"],
+            "role_arn": machine["role_arn"], "input": text, "started": now,
+        }
+        self.store.create_execution(row, {
+            "input": text, "inputDetails": {"truncated": False},
+            "roleArn": machine["role_arn"],
+        })
+        del data
+        self._launch(arn)
+        created = self.store.execution(arn)
+        assert created is not None
+        return created
+
+    def stop(self, arn: str, error: str | None, cause: str | None) -> None:
+        details = {k: v for k, v in (("error", error), ("cause", cause)) if v is not None}
+        self.store.finish(arn, "ABORTED", "ExecutionAborted", details, self.clock.now(),
+                          error=error, cause=cause)
+        task = self.tasks.get(arn)
+        if task is not None:
+            task.cancel()
+        self._mark_done(arn)
+
+    async def wait(self, arn: str) -> Row:
+        """Until the execution is no longer RUNNING; its row."""
+        while True:
+            row = self.store.execution(arn)
+            if row is None or row["status"] != "RUNNING":
+                assert row is not None
+                return row
+            event = self.done.setdefault(arn, asyncio.Event())
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(event.wait(), timeout=1.0)
+
+    # ---------------------------------------------------------------- running
+
+    def _launch(self, arn: str) -> None:
+        self.done.setdefault(arn, asyncio.Event())
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            return  # no loop yet (tests building a service): resume_all starts it
+        if arn not in self.tasks:
+            self.tasks[arn] = loop.create_task(self._run(arn), name=f"sfn:{arn}")
+
+    def _mark_done(self, arn: str) -> None:
+        event = self.done.pop(arn, None)
+        if event is not None:
+            event.set()
+
+    async def _run(self, arn: str) -> None:
+        try:
+            await self._drive(arn)
+        except NotRunning:
+            pass
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # an interpreter bug must not leave it RUNNING forever
+            log.exception("execution %s crashed", arn)
+            self._close(arn, "FAILED", "ExecutionFailed", errors.RUNTIME,
+                        f"Internal error in kobako: {exc!r}")
+        finally:
+            self.tasks.pop(arn, None)
+            row = self.store.execution(arn)
+            if row is None or row["status"] != "RUNNING":
+                self._mark_done(arn)
+
+    async def _drive(self, arn: str) -> None:
+        row = self.store.execution(arn)
+        if row is None or row["status"] != "RUNNING":
+            return
+        machine = json.loads(row["definition"])
+        cursor = Cursor.from_json(row["cursor"]) if row["cursor"] else \
+            Cursor(str(machine["StartAt"]), json.loads(row["input"]))
+        parsed = arns.parse(arn)
+        context = {
+            "Execution": {"Id": arn, "Input": json.loads(row["input"]), "Name": row["name"],
+                          "RoleArn": row["role_arn"], "StartTime": iso(row["started"]),
+                          "RedriveCount": 0},
+            "StateMachine": {"Id": row["machine_arn"], "Name": parsed.name},
+        }
+        frame = Frame(context, int(row["last_event"]), durable=True)
+        interpreter = Interpreter(_Recorder(self.store, arn, self.clock), self.clock,
+                                  self.integrations, arn, parsed.region, parsed.account)
+        work = asyncio.ensure_future(interpreter.run(machine, cursor, frame))
+        limit = machine.get("TimeoutSeconds")
+        timer = asyncio.ensure_future(
+            self.clock.sleep(float(row["started"]) + limit - self.clock.now())
+            if isinstance(limit, int) else asyncio.Event().wait())
+        try:
+            await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            work.cancel()
+            timer.cancel()
+            await asyncio.gather(work, timer, return_exceptions=True)
+            raise
+        if not work.done():
+            work.cancel()
+            await asyncio.gather(work, return_exceptions=True)
+            self._close(arn, "TIMED_OUT", "ExecutionTimedOut", errors.TIMEOUT,
+                        "The execution timed out.")
+            return
+        timer.cancel()
+        try:
+            output = work.result()
+        except FailState as failed:
+            self._close(arn, "FAILED", "ExecutionFailed", failed.error, failed.cause)
+        except StatesError as exc:
+            self._close(arn, "FAILED", "ExecutionFailed", exc.error, exc.cause)
+        else:
+            text = dumps(output)
+            self.store.finish(arn, "SUCCEEDED", "ExecutionSucceeded",
+                              {"output": text, "outputDetails": {"truncated": False}},
+                              self.clock.now(), output=text)
+
+    def _close(self, arn: str, status: str, event: str, error: str, cause: str) -> None:
+        details = {"error": error, "cause": cause}
+        self.store.finish(arn, status, event, details, self.clock.now(),
+                          error=error, cause=cause)
+
+    # ---------------------------------------------------------------- integration
+
+    def _integration(self, mode: str) -> Any:
+        async def start_execution(call: TaskCall) -> Any:
+            params = call.parameters if isinstance(call.parameters, dict) else {}
+            machine_arn = params.get("StateMachineArn")
+            if not isinstance(machine_arn, str):
+                raise StatesError("States.Runtime", "The field 'StateMachineArn' is required "
+                                  "by states:startExecution.")
+            payload = params.get("Input", {})
+            text = payload if isinstance(payload, str) else dumps(payload)
+            try:
+                arns.parse(machine_arn, "stateMachine")
+                machine = self.store.machine(machine_arn)
+                if machine is None:
+                    raise AwsError("StateMachineDoesNotExist",
+                                   f"State Machine Does Not Exist: '{machine_arn}'")
+                name = params.get("Name")
+                row = self.start(machine, str(name) if name is not None else None, text)
+            except AwsError as exc:
+                raise StatesError(f"StepFunctions.{exc.code}Exception", exc.message) from None
+            if mode == "start":
+                return {"ExecutionArn": row["arn"],
+                        "StartDate": int(float(row["started"]) * 1000)}
+            final = await self.wait(str(row["arn"]))
+            result = _sync_output(final, parse=mode == "sync2")
+            if final["status"] != "SUCCEEDED":
+                raise StatesError(errors.TASK_FAILED, dumps(result))
+            return result
+
+        return start_execution
+
+
+def _sync_output(row: Row, parse: bool) -> dict[str, Any]:
+    def data(text: str | None) -> Any:
+        return json.loads(text) if parse and text is not None else text
+
+    out: dict[str, Any] = {
+        "ExecutionArn": row["arn"], "StateMachineArn": row["machine_arn"],
+        "Name": row["name"], "Status": row["status"],
+        "StartDate": int(float(row["started"]) * 1000),
+        "Input": data(row["input"]), "InputDetails": {"Included": True},
+    }
+    if row["stopped"] is not None:
+        out["StopDate"] = int(float(row["stopped"]) * 1000)
+    if row["output"] is not None:
+        out["Output"] = data(row["output"])
+        out["OutputDetails"] = {"Included": True}
+    if row["error"] is not None:
+        out["Error"] = row["error"]
+    if row["cause"] is not None:
+        out["Cause"] = row["cause"]
+    return out

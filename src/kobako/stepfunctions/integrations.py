@@ -1,0 +1,88 @@
+"""Task resources: a registry from resource ARN to an async callable.
+
+Other packages plug service integrations in here (Batch registers
+`arn:aws:states:::batch:submitJob` and `...submitJob.sync` on `INTEGRATIONS`); a
+resource nobody registered fails its Task with States.Runtime instead of hanging.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import re
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from kobako.stepfunctions.errors import RUNTIME, StatesError
+
+
+@dataclass(frozen=True)
+class TaskCall:
+    """What a Task state asks of its resource."""
+
+    resource: str
+    parameters: Any
+    execution_arn: str
+    region: str
+    account_id: str
+    timeout_seconds: float | None = None
+    heartbeat_seconds: float | None = None
+
+
+TaskHandler = Callable[[TaskCall], Awaitable[Any]]
+
+_STATES_ARN = re.compile(r"^arn:(aws[a-z-]*):states:[^:]*:[^:]*:")
+
+
+def normalize(resource: str) -> str:
+    """`arn:aws:states:REGION:ACCOUNT:x` and `arn:aws:states:::x` name the same integration."""
+    return _STATES_ARN.sub(r"arn:\1:states:::", resource)
+
+
+def describe(resource: str) -> tuple[str, str]:
+    """(resourceType, resource) as TaskScheduled events name them."""
+    text = normalize(resource)
+    if text.startswith("arn:aws:states:::"):
+        kind, _, name = text[len("arn:aws:states:::"):].partition(":")
+        return kind[:80] or "states", (name or kind)[:80]
+    parts = resource.split(":")
+    if len(parts) > 5 and parts[0] == "arn":
+        return parts[2][:80] or "unknown", ":".join(parts[5:])[-80:] or resource[-80:]
+    return "unknown", resource[-80:] or "unknown"
+
+
+class Integrations:
+    """Exact resource names or fnmatch patterns, looked up here then in `parent`."""
+
+    def __init__(self, parent: Integrations | None = None) -> None:
+        self.parent = parent
+        self._handlers: dict[str, TaskHandler] = {}
+
+    def register(self, resource: str, handler: TaskHandler) -> None:
+        self._handlers[normalize(resource)] = handler
+
+    def find(self, resource: str) -> TaskHandler | None:
+        name = normalize(resource)
+        handler = self._handlers.get(name)
+        if handler is None:
+            for pattern, candidate in self._handlers.items():
+                if any(c in pattern for c in "*?[") and fnmatch.fnmatchcase(name, pattern):
+                    handler = candidate
+                    break
+        if handler is None and self.parent is not None:
+            return self.parent.find(resource)
+        return handler
+
+    async def invoke(self, call: TaskCall) -> Any:
+        handler = self.find(call.resource)
+        if handler is None:
+            raise StatesError(
+                RUNTIME,
+                f"kobako has no integration for the resource '{call.resource}': "
+                "this service integration is not implemented.",
+            )
+        return await handler(call)
+
+
+# Where other kobako packages register their integrations (at their build time).
+INTEGRATIONS = Integrations()
