@@ -51,11 +51,31 @@ class S3Backend:
             raise errors.access_denied()
         return bucket
 
-    def object(self, ctx: RequestContext, bucket: str, key: str) -> ObjectRecord:
+    def object(
+        self, ctx: RequestContext, bucket: str, key: str, version_id: str | None = None
+    ) -> ObjectRecord:
+        """The current object, or one version of it; delete markers answer as AWS does."""
         self.bucket(ctx, bucket)
+        if version_id is not None:
+            record = self.store.get_version(bucket, key, version_id)
+            if record is None:
+                raise errors.no_such_version(key, version_id)
+            if record.delete_marker:
+                raise AwsError("MethodNotAllowed",
+                               "The specified method is not allowed against this resource.",
+                               405, fields={"Method": ctx.request.method,
+                                            "ResourceType": "DeleteMarker"},
+                               headers={"x-amz-delete-marker": "true",
+                                        "x-amz-version-id": version_id})
+            return record
         record = self.store.get_object(bucket, key)
         if record is None:
-            raise errors.no_such_key(key)
+            error = errors.no_such_key(key)
+            latest = self.store.latest_version(bucket, key)
+            if latest is not None and latest.delete_marker:
+                error.headers.update({"x-amz-delete-marker": "true",
+                                      "x-amz-version-id": latest.version_id or "null"})
+            raise error
         return record
 
     async def ingest_body(

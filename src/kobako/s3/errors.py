@@ -42,3 +42,8 @@ def precondition_failed(condition: str) -> AwsError:
 def bad_digest(what: str) -> AwsError:
     return AwsError("BadDigest", f"The {what} you specified did not match the calculated checksum.",
                     400)
+
+
+def no_such_version(key: str, version_id: str) -> AwsError:
+    return AwsError("NoSuchVersion", "The specified version does not exist.", 404,
+                    fields={"Key": key, "VersionId": version_id})

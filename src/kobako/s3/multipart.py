@@ -243,6 +243,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         out: dict[str, Any] = {
             "Location": f"http://{host}/{upload.bucket}/{upload.key}",
             "Bucket": upload.bucket, "Key": upload.key, "ETag": etag,
+            "VersionId": record.version_id,
         }
         for name, value in checksums.items():
             out[f"Checksum{name}"] = value

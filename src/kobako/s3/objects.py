@@ -99,6 +99,8 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
         out["Metadata"] = record.headers["Metadata"]
     if record.storage_class != "STANDARD":
         out["StorageClass"] = record.storage_class
+    if record.version_id is not None:
+        out["VersionId"] = record.version_id
     if len(record.segments) > 1 or "-" in record.etag:
         out["PartsCount"] = len(record.segments)
     return out
@@ -141,10 +143,10 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             s3.store.discard([ingested.blob_id])
             raise
         s3.store.discard(replaced)
-        return {"ETag": record.etag, **checksum_fields(record)}
+        return {"ETag": record.etag, "VersionId": record.version_id, **checksum_fields(record)}
 
     async def get_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        record = s3.object(ctx, params["Bucket"], params["Key"])
+        record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
         status = check_conditions(record, params)
         out = object_headers(record)
         if status == 304:
@@ -185,8 +187,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 raise errors.no_such_key(key)
             if not _etag_matches(params["IfMatch"], record.etag):
                 raise errors.precondition_failed("If-Match")
-        s3.store.discard(s3.store.delete_object(bucket, key))
-        return {}
+        return delete_one(s3, bucket, key, params.get("VersionId"))
 
     async def delete_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = params["Bucket"]
@@ -204,8 +205,12 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 failed.append({"Key": key, "Code": "InvalidArgument",
                                "Message": "Object key must not be empty."})
                 continue
-            s3.store.discard(s3.store.delete_object(bucket, key))
-            deleted.append({"Key": key})
+            result = delete_one(s3, bucket, key, item.get("VersionId"))
+            entry = {"Key": key, "VersionId": item.get("VersionId")}
+            if result.get("DeleteMarker"):
+                entry["DeleteMarker"] = True
+                entry["DeleteMarkerVersionId"] = result["VersionId"]
+            deleted.append({k: v for k, v in entry.items() if v is not None})
         out: dict[str, Any] = {"Errors": failed} if failed else {}
         if not request.get("Quiet"):
             out["Deleted"] = deleted
@@ -262,9 +267,10 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             s3.store.discard([b for b, _ in segments])
             raise
         s3.store.discard(replaced)
-        result = {"ETag": record.etag, "LastModified": record.last_modified}
+        result: dict[str, Any] = {"ETag": record.etag, "LastModified": record.last_modified}
         result.update({k: v for k, v in checksum_fields(record).items() if k != "ChecksumType"})
-        return {"CopyObjectResult": result}
+        return {"CopyObjectResult": result, "VersionId": record.version_id,
+                "CopySourceVersionId": source.version_id}
 
     async def get_object_attributes(
         ctx: RequestContext, params: dict[str, Any]
@@ -334,10 +340,27 @@ def _part_range(record: ObjectRecord, part_number: int) -> tuple[int, int]:
 
 
 def copy_source(s3: S3Backend, ctx: RequestContext, header: str) -> ObjectRecord:
-    """The object named by x-amz-copy-source ('bucket/key', URL-encoded)."""
-    text = unquote(header.split("?versionId=")[0]).lstrip("/")
+    """The object named by x-amz-copy-source ('bucket/key[?versionId=v]', URL-encoded)."""
+    path, _, version = header.partition("?versionId=")
+    text = unquote(path).lstrip("/")
     bucket, _, key = text.partition("/")
     if not bucket or not key:
         raise errors.invalid_argument("Invalid copy source object key",
                                       "x-amz-copy-source", header)
-    return s3.object(ctx, bucket, key)
+    return s3.object(ctx, bucket, key, unquote(version) if version else None)
+
+
+def delete_one(s3: S3Backend, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
+    """DeleteObject's effect and answer, for one key (and version)."""
+    if version_id is not None:
+        victim, freed = s3.store.delete_version(bucket, key, version_id)
+        s3.store.discard(freed)
+        out: dict[str, Any] = {"VersionId": version_id}
+        if victim is not None and victim.delete_marker:
+            out["DeleteMarker"] = True
+        return out
+    freed, marker = s3.store.delete_current(bucket, key)
+    s3.store.discard(freed)
+    if marker is None:
+        return {}
+    return {"DeleteMarker": True, "VersionId": marker.version_id}

@@ -8,7 +8,7 @@ from collections.abc import Callable
 from kobako.config import Config
 from kobako.protocol.codecs import RestXmlCodec
 from kobako.protocol.http import HttpRequest
-from kobako.s3 import buckets, cors, listing, multipart, objects, tagging
+from kobako.s3 import buckets, cors, listing, multipart, objects, tagging, versioning
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
@@ -30,6 +30,8 @@ ROOT_NAMES = {
     "GetBucketTagging": "Tagging",
     "GetObjectAttributes": "GetObjectAttributesResponse",
     "GetBucketCors": "CORSConfiguration",
+    "GetBucketVersioning": "VersioningConfiguration",
+    "ListObjectVersions": "ListVersionsResult",
 }
 
 
@@ -58,7 +60,7 @@ def build(config: Config, db: Database) -> Service:
     store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     backend = S3Backend(store)
     handlers = {}
-    for module in (buckets, objects, listing, multipart, tagging, cors):
+    for module in (buckets, objects, listing, multipart, tagging, cors, versioning):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     browser = cors.Cors(backend)

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import secrets
 import time
 from collections.abc import AsyncIterable
 from dataclasses import dataclass, field
@@ -73,6 +74,25 @@ SCHEMA = [
         PRIMARY KEY (bucket, name)
     ) WITHOUT ROWID
     """,
+    """
+    ALTER TABLE s3_objects ADD COLUMN version_id TEXT;
+    CREATE TABLE s3_versions (
+        seq INTEGER PRIMARY KEY AUTOINCREMENT,
+        bucket TEXT NOT NULL REFERENCES s3_buckets (name),
+        key TEXT NOT NULL,
+        version_id TEXT NOT NULL,
+        delete_marker INTEGER NOT NULL,
+        size INTEGER NOT NULL,
+        etag TEXT NOT NULL,
+        last_modified REAL NOT NULL,
+        storage_class TEXT NOT NULL,
+        segments TEXT NOT NULL,
+        headers TEXT NOT NULL,
+        checksums TEXT NOT NULL
+    );
+    CREATE UNIQUE INDEX s3_versions_by_id ON s3_versions (bucket, key, version_id);
+    CREATE INDEX s3_versions_by_key ON s3_versions (bucket, key, seq)
+    """,
 ]
 
 
@@ -100,9 +120,13 @@ class ObjectRecord:
     segments: list[tuple[str, int]]
     headers: dict[str, Any] = field(default_factory=dict)
     checksums: dict[str, str] = field(default_factory=dict)
+    # None in a bucket that never had versioning; "null" for the null version.
+    version_id: str | None = None
+    delete_marker: bool = False
 
     @classmethod
     def from_row(cls, row: Row) -> ObjectRecord:
+        names = row.keys()
         return cls(
             bucket=row["bucket"],
             key=row["key"],
@@ -113,7 +137,13 @@ class ObjectRecord:
             segments=[(str(b), int(s)) for b, s in json.loads(row["segments"])],
             headers=json.loads(row["headers"]),
             checksums=json.loads(row["checksums"]),
+            version_id=row["version_id"],
+            delete_marker=bool(row["delete_marker"]) if "delete_marker" in names else False,
         )
+
+    @property
+    def blobs(self) -> list[str]:
+        return [blob for blob, _ in self.segments]
 
 
 @dataclass
@@ -204,7 +234,12 @@ class S3Store:
                        _ts(r["created"])) for r in rows]
 
     def bucket_is_empty(self, name: str) -> bool:
-        return self.db.one("SELECT 1 FROM s3_objects WHERE bucket = ? LIMIT 1", (name,)) is None
+        """No objects, no versions, no delete markers: what DeleteBucket requires."""
+        return (
+            self.db.one("SELECT 1 FROM s3_objects WHERE bucket = ? LIMIT 1", (name,)) is None
+            and self.db.one("SELECT 1 FROM s3_versions WHERE bucket = ? LIMIT 1", (name,))
+            is None
+        )
 
     def delete_bucket(self, name: str) -> list[str]:
         """Delete an empty bucket and its unfinished uploads; returns blobs to discard."""
@@ -256,14 +291,35 @@ class S3Store:
             return self.put_object_in_tx(record)
 
     def delete_object(self, bucket: str, key: str) -> list[str]:
+        """Delete the current object; returns blobs to discard."""
+        return self.delete_current(bucket, key)[0]
+
+    def delete_current(self, bucket: str, key: str) -> tuple[list[str], ObjectRecord | None]:
+        """Delete the current object; in a versioned bucket, add a delete marker instead.
+
+        Returns the blobs to discard and the delete marker, if one was made.
+        """
         with self.db.transaction():
+            status = versioning_status(self, bucket)
             old = self.db.one(
                 "SELECT segments FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key)
             )
-            if old is None:
-                return []
+            if status is None:
+                if old is None:
+                    return [], None
+                self.db.execute(
+                    "DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
+                return [b for b, _ in json.loads(old["segments"])], None
+            marker = ObjectRecord(
+                bucket=bucket, key=key, size=0, etag="", last_modified=now(),
+                storage_class="STANDARD", segments=[], delete_marker=True,
+                version_id=new_version_id() if status == "Enabled" else "null",
+            )
+            freed = self._drop_version(bucket, key, "null") if marker.version_id == "null" \
+                else []
+            self._insert_version(marker)
             self.db.execute("DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
-        return [b for b, _ in json.loads(old["segments"])]
+        return freed, marker
 
     def list_objects(
         self, bucket: str, prefix: str, after: str, limit: int
@@ -341,19 +397,144 @@ class S3Store:
         return unused + replaced
 
     def put_object_in_tx(self, record: ObjectRecord) -> list[str]:
+        """Make `record` the current version; returns blobs nothing refers to any more.
+
+        In a versioned bucket the replaced version stays (as a noncurrent version) and
+        `record.version_id` is set; with versioning suspended the new object is the
+        `null` version and replaces the previous `null` version.
+        """
+        status = versioning_status(self, record.bucket)
         old = self.db.one(
             "SELECT segments FROM s3_objects WHERE bucket = ? AND key = ?",
             (record.bucket, record.key),
         )
+        freed: list[str] = []
+        if status is None:
+            record.version_id = None
+            freed = [b for b, _ in json.loads(old["segments"])] if old else []
+        else:
+            record.version_id = new_version_id() if status == "Enabled" else "null"
+            if record.version_id == "null":
+                freed = self._drop_version(record.bucket, record.key, "null")
+            self._insert_version(record)
         self.db.execute(
             "INSERT OR REPLACE INTO s3_objects (bucket, key, size, etag, last_modified, "
-            "storage_class, segments, headers, checksums) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "storage_class, segments, headers, checksums, version_id) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.bucket, record.key, record.size, record.etag,
              record.last_modified.timestamp(), record.storage_class,
              json.dumps(record.segments), json.dumps(record.headers),
+             json.dumps(record.checksums), record.version_id),
+        )
+        return freed
+
+    def _insert_version(self, record: ObjectRecord) -> None:
+        self.db.execute(
+            "INSERT INTO s3_versions (bucket, key, version_id, delete_marker, size, etag, "
+            "last_modified, storage_class, segments, headers, checksums) "
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            (record.bucket, record.key, record.version_id, int(record.delete_marker),
+             record.size, record.etag, record.last_modified.timestamp(),
+             record.storage_class, json.dumps(record.segments), json.dumps(record.headers),
              json.dumps(record.checksums)),
         )
-        return [b for b, _ in json.loads(old["segments"])] if old else []
+
+    def _drop_version(self, bucket: str, key: str, version_id: str) -> list[str]:
+        row = self.db.one(
+            "SELECT segments FROM s3_versions WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+        if row is None:
+            return []
+        self.db.execute(
+            "DELETE FROM s3_versions WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+        return [b for b, _ in json.loads(row["segments"])]
+
+    # ------------------------------------------------------------ versions
+
+    def enable_versioning(self, bucket: str, status: str) -> None:
+        """Set Enabled/Suspended; on first use, existing objects become `null` versions."""
+        with self.db.transaction():
+            if versioning_status(self, bucket) is None:
+                self.db.execute(
+                    "INSERT INTO s3_versions (bucket, key, version_id, delete_marker, size, "
+                    "etag, last_modified, storage_class, segments, headers, checksums) "
+                    "SELECT bucket, key, 'null', 0, size, etag, last_modified, storage_class, "
+                    "segments, headers, checksums FROM s3_objects WHERE bucket = ? "
+                    "ORDER BY key", (bucket,))
+                self.db.execute(
+                    "UPDATE s3_objects SET version_id = 'null' WHERE bucket = ?", (bucket,))
+            self.set_config(bucket, "versioning", status)
+
+    def get_version(self, bucket: str, key: str, version_id: str) -> ObjectRecord | None:
+        if versioning_status(self, bucket) is None:
+            record = self.get_object(bucket, key)
+            return record if record is not None and version_id == "null" else None
+        row = self.db.one(
+            "SELECT * FROM s3_versions WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+        return ObjectRecord.from_row(row) if row else None
+
+    def latest_version(self, bucket: str, key: str) -> ObjectRecord | None:
+        row = self.db.one(
+            "SELECT * FROM s3_versions WHERE bucket = ? AND key = ? ORDER BY seq DESC LIMIT 1",
+            (bucket, key),
+        )
+        return ObjectRecord.from_row(row) if row else None
+
+    def delete_version(self, bucket: str, key: str, version_id: str) -> tuple[
+            ObjectRecord | None, list[str]]:
+        """Remove one version for good; the newest remaining one becomes current."""
+        with self.db.transaction():
+            victim = self.get_version(bucket, key, version_id)
+            if victim is None:
+                return None, []
+            if versioning_status(self, bucket) is None:
+                self.db.execute(
+                    "DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
+                return victim, victim.blobs
+            freed = self._drop_version(bucket, key, version_id)
+            self._restore_current(bucket, key)
+        return victim, freed
+
+    def _restore_current(self, bucket: str, key: str) -> None:
+        self.db.execute("DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
+        latest = self.latest_version(bucket, key)
+        if latest is not None and not latest.delete_marker:
+            self.db.execute(
+                "INSERT INTO s3_objects (bucket, key, size, etag, last_modified, "
+                "storage_class, segments, headers, checksums, version_id) "
+                "SELECT bucket, key, size, etag, last_modified, storage_class, segments, "
+                "headers, checksums, version_id FROM s3_versions "
+                "WHERE bucket = ? AND key = ? AND version_id = ?",
+                (bucket, key, latest.version_id),
+            )
+
+    def list_versions(
+        self, bucket: str, prefix: str, after_key: str, after_seq: int | None, limit: int
+    ) -> list[tuple[int, ObjectRecord]]:
+        """Versions in (key ascending, newest first) order after a (key, seq) position.
+
+        With `after_seq` None the listing starts after all versions of `after_key`.
+        """
+        base = "SELECT * FROM s3_versions WHERE bucket = ? AND substr(key, 1, ?) = ? AND "
+        if after_seq is None:
+            sql = base + "key > ? ORDER BY key, seq DESC LIMIT ?"
+            params: tuple[Any, ...] = (bucket, len(prefix), prefix, after_key, limit)
+        else:
+            sql = base + "(key > ? OR (key = ? AND seq < ?)) ORDER BY key, seq DESC LIMIT ?"
+            params = (bucket, len(prefix), prefix, after_key, after_key, after_seq, limit)
+        return [(int(r["seq"]), ObjectRecord.from_row(r)) for r in self.db.query(sql, params)]
+
+    def version_seq(self, bucket: str, key: str, version_id: str) -> int | None:
+        row = self.db.one(
+            "SELECT seq FROM s3_versions WHERE bucket = ? AND key = ? AND version_id = ?",
+            (bucket, key, version_id),
+        )
+        return int(row["seq"]) if row else None
 
     def abort_upload(self, upload_id: str) -> list[str] | None:
         with self.db.transaction():
@@ -363,6 +544,17 @@ class S3Store:
                 "SELECT blob FROM s3_parts WHERE upload_id = ?", (upload_id,))]
             self.db.execute("DELETE FROM s3_uploads WHERE upload_id = ?", (upload_id,))
         return blobs
+
+
+def versioning_status(store: S3Store, bucket: str) -> str | None:
+    """'Enabled', 'Suspended', or None for a bucket that never had versioning."""
+    value = store.get_config(bucket, "versioning")
+    return str(value) if value else None
+
+
+def new_version_id() -> str:
+    """A version id shaped like AWS's: 32 URL-safe characters."""
+    return secrets.token_urlsafe(24)
 
 
 def now() -> datetime:
