@@ -179,7 +179,8 @@ class RestCodec(Codec):
         raise NotImplementedError
 
     def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
-        response = HttpResponse(status=int(op.http.get("responseCode", 200)))
+        response = HttpResponse(status=int(output.get("__status", 0))
+                                or int(op.http.get("responseCode", 200)))
         shape = op.output_shape
         if shape is None:
             return response

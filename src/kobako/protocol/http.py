@@ -69,6 +69,7 @@ class HttpRequest:
     headers: dict[str, str]
     body: BodyStream
     host: str = ""
+    client_ip: str = ""
     # The whole body, for services whose bodies are read before dispatch (not S3).
     body_bytes: bytes | None = None
     query: dict[str, str] = field(default_factory=dict)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import hashlib
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
@@ -14,7 +13,9 @@ from typing import Any
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import BodyStream
 from kobako.s3 import errors
+from kobako.s3.access import authorize
 from kobako.s3.checksums import ALGORITHMS, b64
+from kobako.s3.identity import canonical_user_id
 from kobako.s3.store import Bucket, Ingested, ObjectRecord, S3Store
 from kobako.server.service import RequestContext
 
@@ -31,8 +32,6 @@ CONTENT_PARAMS = (
 )
 
 
-def canonical_user_id(account_id: str) -> str:
-    return hashlib.sha256(f"kobako:{account_id}".encode()).hexdigest()
 
 
 @dataclass
@@ -40,15 +39,14 @@ class S3Backend:
     store: S3Store
 
     def bucket(self, ctx: RequestContext, name: str) -> Bucket:
-        """The bucket, if it exists and the caller's account owns it."""
+        """The bucket, if it exists and policy, ownership or ACL let the caller in."""
         bucket = self.store.get_bucket(name)
         if bucket is None:
             raise errors.no_such_bucket(name)
-        if bucket.account_id != ctx.account_id:
-            raise errors.access_denied()
         expected = ctx.request.headers.get("x-amz-expected-bucket-owner")
         if expected is not None and expected != bucket.account_id:
             raise errors.access_denied()
+        authorize(self.store, ctx, bucket)
         return bucket
 
     def object(
@@ -210,3 +208,6 @@ def storage_class(params: dict[str, Any]) -> str:
         raise AwsError("InvalidStorageClass", "The storage class you specified is not valid",
                        400, fields={"StorageClassRequested": value})
     return str(value)
+
+
+__all__ = ["S3Backend", "canonical_user_id", "content_headers", "storage_class"]

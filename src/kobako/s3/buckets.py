@@ -8,6 +8,7 @@ from kobako.protocol.codecs import XML_DECLARATION
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpResponse
 from kobako.s3 import errors
+from kobako.s3.access import canned_grants
 from kobako.s3.backend import S3Backend, canonical_user_id
 from kobako.s3.names import check_bucket_name
 from kobako.s3.store import Bucket, now
@@ -19,7 +20,10 @@ XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
 def build_handlers(s3: S3Backend) -> dict[str, Handler]:
     async def create_bucket(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         name = params["Bucket"]
+        if ctx.anonymous:
+            raise errors.access_denied()
         check_bucket_name(name)
+        grants = canned_grants(params["ACL"], ctx.account_id) if params.get("ACL") else None
         config = params.get("CreateBucketConfiguration") or {}
         constraint = config.get("LocationConstraint")
         if constraint == "us-east-1":
@@ -50,6 +54,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                            "The requested bucket name is not available. The bucket namespace "
                            "is shared by all users of the system. Please select a different "
                            "name and try again.", 409, fields={"BucketName": name})
+        if grants is not None:
+            s3.store.set_config(name, "acl", grants)
         return {"Location": f"/{name}",
                 "BucketArn": f"arn:aws:s3:::{name}"}
 
@@ -58,6 +64,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         return {"BucketRegion": bucket.region, "AccessPointAlias": False}
 
     async def list_buckets(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        if ctx.anonymous:
+            raise errors.access_denied()
         buckets = s3.store.list_buckets(ctx.account_id)
         prefix = params.get("Prefix")
         if prefix:

@@ -10,6 +10,7 @@ from urllib.parse import unquote
 
 from kobako.protocol.errors import AwsError
 from kobako.s3 import errors
+from kobako.s3.access import canned_grants
 from kobako.s3.backend import S3Backend, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS
 from kobako.s3.names import check_key
@@ -119,13 +120,15 @@ def checksum_fields(record: ObjectRecord) -> dict[str, Any]:
 def build_handlers(s3: S3Backend) -> dict[str, Handler]:
     async def put_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket, key = params["Bucket"], params["Key"]
-        s3.bucket(ctx, bucket)
+        owner = s3.bucket(ctx, bucket)
         check_key(key)
         klass = storage_class(params)
         headers = content_headers(params)
         tags = tags_from_header(params.get("Tagging"))
         if tags:
             headers["Tags"] = tags
+        if params.get("ACL"):
+            headers["ACL"] = canned_grants(params["ACL"], owner.account_id)
         _check_write_conditions(s3, bucket, key, params)
         trailer = ctx.request.headers.get("x-amz-trailer", "")
         ingested, checksums = await s3.ingest_body(params["Body"], params, trailer)
@@ -218,7 +221,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
 
     async def copy_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket, key = params["Bucket"], params["Key"]
-        s3.bucket(ctx, bucket)
+        target = s3.bucket(ctx, bucket)
         check_key(key)
         source = copy_source(s3, ctx, params["CopySource"])
         check_conditions(source, params, prefix="CopySource")
@@ -244,6 +247,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             else source.headers.get("Tags", [])
         if tags:
             headers["Tags"] = tags
+        if params.get("ACL"):
+            headers["ACL"] = canned_grants(params["ACL"], target.account_id)
         algorithm = params.get("ChecksumAlgorithm")
         checksums = dict(source.checksums)
         segments = await asyncio.to_thread(

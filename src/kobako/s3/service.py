@@ -8,7 +8,7 @@ from collections.abc import Callable
 from kobako.config import Config
 from kobako.protocol.codecs import RestXmlCodec
 from kobako.protocol.http import HttpRequest
-from kobako.s3 import buckets, cors, listing, multipart, objects, tagging, versioning
+from kobako.s3 import access, buckets, cors, listing, multipart, objects, tagging, versioning
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
@@ -32,6 +32,8 @@ ROOT_NAMES = {
     "GetBucketCors": "CORSConfiguration",
     "GetBucketVersioning": "VersioningConfiguration",
     "ListObjectVersions": "ListVersionsResult",
+    "GetBucketAcl": "AccessControlPolicy",
+    "GetObjectAcl": "AccessControlPolicy",
 }
 
 
@@ -60,7 +62,7 @@ def build(config: Config, db: Database) -> Service:
     store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     backend = S3Backend(store)
     handlers = {}
-    for module in (buckets, objects, listing, multipart, tagging, cors, versioning):
+    for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     browser = cors.Cors(backend)
@@ -70,6 +72,7 @@ def build(config: Config, db: Database) -> Service:
         handlers=handlers,
         signing_names=("s3",),
         streams_body=True,
+        allows_anonymous=True,
         rewrite_path=rewrite,
         preflight=browser.preflight,
         decorate=browser.decorate,

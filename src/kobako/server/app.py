@@ -20,7 +20,7 @@ from kobako.protocol.errors import AwsError, not_implemented
 from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse
 from kobako.protocol.sigv2 import parse_auth_v2, verify_v2
 from kobako.protocol.sigv4 import AuthContext, RequestView, parse_auth, verify
-from kobako.server.service import RequestContext, Service
+from kobako.server.service import ANONYMOUS, RequestContext, Service
 
 log = logging.getLogger("kobako")
 
@@ -80,6 +80,7 @@ class KobakoApp:
             query_string=scope.get("query_string", b"").decode("latin-1"),
             headers=headers,
             body=BodyStream(incoming.pieces()),
+            client_ip=(scope.get("client") or ("",))[0],
         )
         request_id = uuid.uuid4().hex.upper()[:16]
         service = self._default
@@ -137,6 +138,7 @@ class KobakoApp:
             region=auth.region,
             credential=auth.credential,
             auth=auth,
+            params=params,
         )
         output = await handler(context, params)
         if isinstance(output, HttpResponse):
@@ -153,6 +155,8 @@ class KobakoApp:
         if parse_auth(view) is None:
             if service.name == "s3" and parse_auth_v2(view) is not None:
                 return self._authenticate_v2(service, request, view)
+            if service.allows_anonymous:
+                return self._anonymous(request)
             raise AwsError("AccessDenied", "Access Denied: the request is not signed.", 403)
         if not service.streams_body:
             body = await request.body.read_all(_SMALL_BODY_LIMIT)
@@ -164,6 +168,19 @@ class KobakoApp:
         request.body = _payload_body(request, auth)
         return auth
 
+
+    def _anonymous(self, request: HttpRequest) -> AuthContext:
+        """An unsigned request, for a service whose handlers decide (S3 policies, ACLs)."""
+        auth = AuthContext(
+            credential=ANONYMOUS, service="s3", region=self.config.region, amz_date="",
+            scope="", signature="", signing_key=b"", presigned=False,
+            payload_hash="UNSIGNED-PAYLOAD",
+        )
+        mode = payload_mode(request.headers.get("x-amz-content-sha256"))
+        if mode.startswith("streaming-signed"):
+            raise AwsError("AccessDenied", "Access Denied", 403)
+        request.body = _payload_body(request, auth, "unsigned" if mode == "signed" else mode)
+        return auth
 
     def _authenticate_v2(
         self, service: Service, request: HttpRequest, view: RequestView

@@ -21,10 +21,21 @@ class RequestContext:
     region: str
     credential: Credential
     auth: AuthContext | None = None
+    # The parsed parameters, for checks that need them beside the handler (S3 access).
+    params: dict[str, Any] = field(default_factory=dict)
 
     @property
     def account_id(self) -> str:
         return self.credential.account_id
+
+    @property
+    def anonymous(self) -> bool:
+        return self.credential is ANONYMOUS
+
+
+# The caller of an unsigned request, where a service lets policies decide (S3).
+ANONYMOUS = Credential(access_key_id="", secret_access_key="", display_name="anonymous",
+                       account_id="")
 
 
 Handler = Callable[[RequestContext, dict[str, Any]], Awaitable[dict[str, Any]]]
@@ -44,6 +55,9 @@ class Service:
     handlers: dict[str, Handler]
     signing_names: tuple[str, ...]
     streams_body: bool = False
+    # Unsigned requests reach the handlers as ANONYMOUS (S3: bucket policies and ACLs
+    # decide); elsewhere they are refused before dispatch.
+    allows_anonymous: bool = False
     rewrite_path: Callable[[HttpRequest], str] | None = None
     # Answers a request before authentication (S3's CORS preflight), or None to go on.
     preflight: Callable[[HttpRequest, str], Awaitable[HttpResponse | None]] | None = None

@@ -1,0 +1,224 @@
+"""Who may do what: bucket policies, ACLs and ownership, checked on every S3 request.
+
+The decision for a request: an explicit Deny in the bucket policy refuses it; the
+bucket owner's account is allowed; otherwise a policy Allow or an ACL grant must
+allow it. Without a policy or grants, only the owner gets in: secure by default.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from kobako.protocol.errors import AwsError
+from kobako.s3 import errors
+from kobako.s3.identity import canonical_user_id
+from kobako.s3.policy import ALLOW, DENY, Principal, evaluate, parse_policy
+from kobako.s3.store import Bucket, ObjectRecord, S3Store
+from kobako.server.service import Handler, RequestContext
+
+ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
+AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
+
+# The IAM action of each operation, where it is not simply "s3:" + its name.
+ACTIONS = {
+    "HeadObject": "s3:GetObject",
+    "HeadBucket": "s3:ListBucket",
+    "ListObjects": "s3:ListBucket",
+    "ListObjectsV2": "s3:ListBucket",
+    "ListObjectVersions": "s3:ListBucketVersions",
+    "CopyObject": "s3:PutObject",
+    "CreateMultipartUpload": "s3:PutObject",
+    "UploadPart": "s3:PutObject",
+    "UploadPartCopy": "s3:PutObject",
+    "CompleteMultipartUpload": "s3:PutObject",
+    "ListParts": "s3:ListMultipartUploadParts",
+    "ListMultipartUploads": "s3:ListBucketMultipartUploads",
+    "DeleteObjects": "s3:DeleteObject",
+    "PutBucketCors": "s3:PutBucketCORS",
+    "GetBucketCors": "s3:GetBucketCORS",
+    "DeleteBucketCors": "s3:PutBucketCORS",
+    "DeleteBucketTagging": "s3:PutBucketTagging",
+}
+# Which ACL permission, on the bucket or on the object, lets a non-owner do an action.
+BUCKET_PERMISSION = {
+    "s3:ListBucket": "READ", "s3:ListBucketVersions": "READ",
+    "s3:ListBucketMultipartUploads": "READ", "s3:PutObject": "WRITE",
+    "s3:DeleteObject": "WRITE", "s3:DeleteObjectVersion": "WRITE",
+    "s3:AbortMultipartUpload": "WRITE", "s3:ListMultipartUploadParts": "WRITE",
+    "s3:GetBucketAcl": "READ_ACP", "s3:PutBucketAcl": "WRITE_ACP",
+}
+OBJECT_PERMISSION = {
+    "s3:GetObject": "READ", "s3:GetObjectVersion": "READ",
+    "s3:GetObjectAcl": "READ_ACP", "s3:PutObjectAcl": "WRITE_ACP",
+}
+CANNED = {
+    "private": [],
+    "public-read": [(ALL_USERS, "READ")],
+    "public-read-write": [(ALL_USERS, "READ"), (ALL_USERS, "WRITE")],
+    "authenticated-read": [(AUTHENTICATED_USERS, "READ")],
+    "aws-exec-read": [],
+    "bucket-owner-read": [],
+    "bucket-owner-full-control": [],
+    "log-delivery-write": [],
+}
+
+
+def action_of(ctx: RequestContext) -> str:
+    name = ctx.operation
+    if ctx.params.get("VersionId") and name in ("GetObject", "HeadObject"):
+        return "s3:GetObjectVersion"
+    if ctx.params.get("VersionId") and name == "DeleteObject":
+        return "s3:DeleteObjectVersion"
+    return ACTIONS.get(name, "s3:" + name)
+
+
+def canned_grants(acl: str | None, owner_account: str) -> list[dict[str, Any]]:
+    """The grant list of a canned ACL (x-amz-acl)."""
+    if acl is None:
+        acl = "private"
+    if acl not in CANNED:
+        raise errors.invalid_argument("Invalid canned ACL", "x-amz-acl", acl)
+    owner = {"Grantee": {"Type": "CanonicalUser", "ID": canonical_user_id(owner_account)},
+             "Permission": "FULL_CONTROL"}
+    return [owner] + [{"Grantee": {"Type": "Group", "URI": uri}, "Permission": permission}
+                      for uri, permission in CANNED[acl]]
+
+
+def _granted(grants: list[dict[str, Any]], ctx: RequestContext, permission: str) -> bool:
+    me = canonical_user_id(ctx.account_id) if not ctx.anonymous else None
+    for grant in grants:
+        if grant.get("Permission") not in (permission, "FULL_CONTROL"):
+            continue
+        grantee = grant.get("Grantee", {})
+        uri, grantee_id = grantee.get("URI"), grantee.get("ID")
+        if uri == ALL_USERS or (uri == AUTHENTICATED_USERS and not ctx.anonymous):
+            return True
+        if me is not None and grantee_id == me:
+            return True
+    return False
+
+
+def _context_keys(ctx: RequestContext) -> dict[str, str]:
+    keys = {"aws:SecureTransport": "false", "aws:SourceIp": ctx.request.client_ip}
+    if not ctx.anonymous:
+        keys.update({"aws:PrincipalAccount": ctx.account_id,
+                     "aws:username": ctx.credential.display_name,
+                     "aws:userid": ctx.credential.access_key_id})
+    for param, key in (("Prefix", "s3:prefix"), ("Delimiter", "s3:delimiter"),
+                       ("MaxKeys", "s3:max-keys"), ("VersionId", "s3:VersionId")):
+        if ctx.params.get(param) is not None:
+            keys[key] = str(ctx.params[param])
+    return keys
+
+
+def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
+              record: ObjectRecord | None = None) -> None:
+    """Raise AccessDenied unless policy, ownership or ACL lets this request through."""
+    action = action_of(ctx)
+    key = ctx.params.get("Key")
+    resource = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key else "")
+    who = Principal(ctx.account_id, ctx.credential.display_name)
+    decision = evaluate(store.get_config(bucket.name, "policy"), who, action, resource,
+                        _context_keys(ctx))
+    if decision == DENY:
+        raise errors.access_denied()
+    if (ctx.account_id and ctx.account_id == bucket.account_id) or decision == ALLOW:
+        return
+    permission = BUCKET_PERMISSION.get(action)
+    if permission and _granted(store.get_config(bucket.name, "acl") or [], ctx, permission):
+        return
+    permission = OBJECT_PERMISSION.get(action)
+    if permission and key:
+        if record is None:
+            record = store.get_object(bucket.name, key)
+        if record is not None and _granted(record.headers.get("ACL", []), ctx, permission):
+            return
+    raise errors.access_denied()
+
+
+def _owner(account_id: str, name: str) -> dict[str, str]:
+    return {"ID": canonical_user_id(account_id), "DisplayName": name}
+
+
+def _grants_from(params: dict[str, Any], owner_account: str) -> list[dict[str, Any]]:
+    policy = params.get("AccessControlPolicy")
+    if params.get("ACL") or not policy:
+        return canned_grants(params.get("ACL"), owner_account)
+    grants = []
+    for grant in policy.get("Grants") or []:
+        grantee = grant.get("Grantee") or {}
+        if grant.get("Permission") not in ("READ", "WRITE", "READ_ACP", "WRITE_ACP",
+                                           "FULL_CONTROL"):
+            raise AwsError("MalformedACLError", "The XML you provided was not well-formed "
+                           "or did not validate against our published schema", 400)
+        kept = {k: grantee[k] for k in ("Type", "ID", "URI") if grantee.get(k)}
+        grants.append({"Grantee": kept, "Permission": grant["Permission"]})
+    return grants
+
+
+def _grant_view(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [{"Grantee": dict(g["Grantee"]), "Permission": g["Permission"]} for g in grants]
+
+
+def build_handlers(s3: Any) -> dict[str, Handler]:
+    store: S3Store = s3.store
+
+    async def put_bucket_policy(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket = s3.bucket(ctx, params["Bucket"])
+        store.set_config(bucket.name, "policy", parse_policy(params.get("Policy") or "",
+                                                             bucket.name))
+        return {"__status": 204}
+
+    async def get_bucket_policy(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket = s3.bucket(ctx, params["Bucket"])
+        policy = store.get_config(bucket.name, "policy")
+        if policy is None:
+            raise AwsError("NoSuchBucketPolicy", "The bucket policy does not exist", 404,
+                           fields={"BucketName": bucket.name})
+        return {"Policy": json.dumps(policy)}
+
+    async def delete_bucket_policy(
+        ctx: RequestContext, params: dict[str, Any]
+    ) -> dict[str, Any]:
+        bucket = s3.bucket(ctx, params["Bucket"])
+        store.set_config(bucket.name, "policy", None)
+        return {}
+
+    async def put_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket = s3.bucket(ctx, params["Bucket"])
+        store.set_config(bucket.name, "acl", _grants_from(params, bucket.account_id))
+        return {}
+
+    async def get_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        bucket = s3.bucket(ctx, params["Bucket"])
+        grants = store.get_config(bucket.name, "acl") or canned_grants(None, bucket.account_id)
+        return {"Owner": _owner(bucket.account_id, bucket.owner_name),
+                "Grants": _grant_view(grants)}
+
+    async def put_object_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        record = s3.object(ctx, params["Bucket"], params["Key"])
+        bucket = store.get_bucket(record.bucket)
+        assert bucket is not None
+        headers = dict(record.headers)
+        headers["ACL"] = _grants_from(params, bucket.account_id)
+        store.set_object_headers(record.bucket, record.key, headers)
+        return {}
+
+    async def get_object_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
+        bucket = store.get_bucket(record.bucket)
+        assert bucket is not None
+        grants = record.headers.get("ACL") or canned_grants(None, bucket.account_id)
+        return {"Owner": _owner(bucket.account_id, bucket.owner_name),
+                "Grants": _grant_view(grants)}
+
+    return {
+        "PutBucketPolicy": put_bucket_policy,
+        "GetBucketPolicy": get_bucket_policy,
+        "DeleteBucketPolicy": delete_bucket_policy,
+        "PutBucketAcl": put_bucket_acl,
+        "GetBucketAcl": get_bucket_acl,
+        "PutObjectAcl": put_object_acl,
+        "GetObjectAcl": get_object_acl,
+    }
