@@ -18,4 +18,5 @@ def build_app(config: Config) -> KobakoApp:
         batch.build(config, db, logs.LogStore(db)),
         stepfunctions.build(config, db),
     ]
+    stepfunctions.connect(config, services)  # Task integrations call peers in-process
     return KobakoApp(config, services)

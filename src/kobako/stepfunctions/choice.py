@@ -111,7 +111,12 @@ def evaluate(rule: dict[str, Any], data: Any, context: Any) -> bool:
 
 
 def _lookup(path: str, data: Any, context: Any) -> tuple[bool, Any]:
-    source, target = (context, "$" + path[2:]) if path.startswith("$$") else (data, path)
+    named = paths.variable(path)
+    variables = getattr(context, "variables", None) or {}
+    if named is not None and named[0] not in variables:
+        return False, None
+    source, target = (context, "$" + path[2:]) if path.startswith("$$") else \
+        (variables[named[0]], named[1]) if named is not None else (data, path)
     try:
         return True, paths.read(target, source)
     except paths.Missing:

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from kobako.stepfunctions import choice, intrinsics, paths
+from kobako.stepfunctions import choice, intrinsics, jsonata_ql, paths
 from kobako.stepfunctions.errors import ALL
 
 COMMON = {"Type", "Comment", "QueryLanguage"}
@@ -38,6 +38,19 @@ FIELDS: dict[str, set[str]] = {
         "ItemReader", "ItemBatcher", "ResultWriter",
     },
 }
+for _kind, _fields in FIELDS.items():
+    _fields |= {"Output"} if _kind != "Fail" else set()
+    _fields |= {"Assign"} if _kind not in ("Succeed", "Fail") else set()
+    _fields |= {"Arguments"} if _kind in ("Task", "Parallel") else set()
+    _fields |= {"Items"} if _kind == "Map" else set()
+# Fields of one query language that the other one does not accept.
+JSONPATH_ONLY = {"InputPath", "OutputPath", "Parameters", "ResultPath", "ResultSelector",
+                 "ItemsPath", "SecondsPath", "TimestampPath", "ErrorPath", "CausePath",
+                 "TimeoutSecondsPath", "HeartbeatSecondsPath", "MaxConcurrencyPath",
+                 "ToleratedFailureCountPath", "ToleratedFailurePercentagePath", "Iterator",
+                 "Result"}
+JSONATA_ONLY = {"Arguments", "Output", "Items"}
+LANGUAGES = ("JSONPath", "JSONata")
 PATH_FIELDS = ("InputPath", "OutputPath", "ItemsPath", "SecondsPath", "TimestampPath",
                "ErrorPath", "CausePath", "TimeoutSecondsPath", "HeartbeatSecondsPath")
 
@@ -46,28 +59,55 @@ class InvalidDefinition(ValueError):
     """The definition is not valid ASL; `str()` is AWS's message."""
 
 
-def parse(text: str) -> dict[str, Any]:
-    """The definition as a dict, or InvalidDefinition naming every problem found."""
+def diagnose(text: str) -> tuple[Any, list[str]]:
+    """The parsed document and every problem found, each `CODE: message at /location`."""
     try:
         document = json.loads(text)
     except json.JSONDecodeError as exc:
-        raise InvalidDefinition(
-            f"Invalid State Machine Definition: 'INVALID_JSON_DESCRIPTION: {exc}'"
-        ) from None
+        return None, [f"INVALID_JSON_DESCRIPTION: {exc}"]
     problems: list[str] = []
     if not isinstance(document, dict):
         problems.append("SCHEMA_VALIDATION_FAILED: The definition must be a JSON object at /")
     else:
         _machine(document, "", problems)
+    return document, problems
+
+
+class _AnyName(set[str]):
+    """Every name: a lone state's Next targets are outside the state (TestState)."""
+
+    def __contains__(self, item: object) -> bool:
+        return True
+
+
+def check_state(state: Any, language: str = "JSONPath") -> list[str]:
+    """Problems of one state on its own (TestState's `definition`)."""
+    if not isinstance(state, dict):
+        return ["SCHEMA_VALIDATION_FAILED: The state must be a JSON object at /"]
+    problems: list[str] = []
+    _state(state, "", _AnyName(), problems, language)
+    return problems
+
+
+def parse(text: str) -> dict[str, Any]:
+    """The definition as a dict, or InvalidDefinition naming every problem found."""
+    document, problems = diagnose(text)
     if problems:
         raise InvalidDefinition(f"Invalid State Machine Definition: '{', '.join(problems)}'")
     machine: dict[str, Any] = document
     return machine
 
 
-def _machine(machine: dict[str, Any], where: str, problems: list[str]) -> None:
+def _machine(machine: dict[str, Any], where: str, problems: list[str],
+             language: str = "JSONPath") -> None:
     states = machine.get("States")
     start = machine.get("StartAt")
+    if "QueryLanguage" in machine:
+        if machine["QueryLanguage"] not in LANGUAGES:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: 'QueryLanguage' must be JSONPath or "
+                            f"JSONata at {where}/QueryLanguage")
+        else:
+            language = str(machine["QueryLanguage"])
     for key in machine:
         if key not in {"States", "StartAt", "Comment", "TimeoutSeconds", "Version",
                        "QueryLanguage", "ProcessorConfig"}:
@@ -92,7 +132,7 @@ def _machine(machine: dict[str, Any], where: str, problems: list[str]) -> None:
         if not isinstance(state, dict):
             problems.append(f"SCHEMA_VALIDATION_FAILED: A state must be an object at {at}")
             continue
-        _state(state, at, set(states), problems)
+        _state(state, at, set(states), problems, language)
 
 
 def _target(value: Any, names: set[str], at: str, problems: list[str]) -> None:
@@ -106,16 +146,30 @@ def _positive_int(value: Any, at: str, problems: list[str], minimum: int = 1) ->
                         f"{minimum} at {at}")
 
 
-def _state(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _state(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+           machine_language: str = "JSONPath") -> None:
     kind = state.get("Type")
     if kind not in FIELDS:
         problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'Type' must be one of "
                         f"{', '.join(FIELDS)} at {at}/Type")
         return
+    language = state.get("QueryLanguage", machine_language)
+    if language not in LANGUAGES or (machine_language == "JSONata" and language != "JSONata"):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The QueryLanguage of a state must be "
+                        f"JSONPath or JSONata, and JSONata when the state machine's is at "
+                        f"{at}/QueryLanguage")
+        return
+    foreign = JSONPATH_ONLY if language == "JSONata" else JSONATA_ONLY
     for key in state:
-        if key not in FIELDS[kind]:
+        if key not in FIELDS[kind] or key in foreign:
             problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at "
                             f"{at}/{key}")
+    _assign(state.get("Assign"), f"{at}/Assign", language, problems)
+    if language == "JSONata":
+        nested = ("Branches", "ItemProcessor", "Iterator")
+        for problem in jsonata_ql.check({k: v for k, v in state.items() if k not in nested}):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: The JSONata expression {problem} is "
+                            f"not valid at {at}")
     if "Next" in FIELDS[kind]:
         has_next, ends = "Next" in state, state.get("End") is True
         if has_next == ends:
@@ -144,7 +198,7 @@ def _state(state: dict[str, Any], at: str, names: set[str], problems: list[str])
             _handlers(state[field], field, at, names, problems)
     check = _CHECKS.get(kind)
     if check is not None:
-        check(state, at, names, problems)
+        check(state, at, names, problems, language)
 
 
 def _path(value: Any, at: str, problems: list[str]) -> None:
@@ -180,6 +234,32 @@ def _template(value: Any, at: str, problems: list[str]) -> None:
             _template(item, f"{at}[{index}]", problems)
 
 
+def _assign(value: Any, at: str, language: str, problems: list[str]) -> None:
+    """Assign: an object of variable names; `.$` values are paths in JSONPath states."""
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Assign' must be an object at {at}")
+        return
+    for key in value:
+        name = key[:-2] if language == "JSONPath" and key.endswith(".$") else key
+        if paths.variable("$" + name) != (name, "$") or name == "states":
+            problems.append(f"SCHEMA_VALIDATION_FAILED: '{key}' is not a valid variable "
+                            f"name at {at}/{key}")
+    if language == "JSONPath":
+        _template(value, at, problems)
+
+
+def _condition(rule: Any, at: str, problems: list[str]) -> None:
+    if not isinstance(rule, dict) or "Condition" not in rule:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: A JSONata choice rule needs a "
+                        f"'Condition' at {at}")
+        return
+    for key in sorted(set(rule) - {"Condition", "Next", "Comment", "Assign", "Output"}):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at {at}/{key}")
+    _assign(rule.get("Assign"), f"{at}/Assign", "JSONata", problems)
+
+
 def _handlers(value: Any, field: str, at: str, names: set[str], problems: list[str]) -> None:
     if not isinstance(value, list):
         problems.append(f"SCHEMA_VALIDATION_FAILED: '{field}' must be an array at {at}/{field}")
@@ -200,7 +280,7 @@ def _handlers(value: Any, field: str, at: str, names: set[str], problems: list[s
                             f"at {where}/ErrorEquals")
         if field == "Catch":
             _target(handler.get("Next"), names, f"{where}/Next", problems)
-            allowed = {"ErrorEquals", "Next", "ResultPath", "Comment"}
+            allowed = {"ErrorEquals", "Next", "ResultPath", "Comment", "Assign", "Output"}
         else:
             allowed = {"ErrorEquals", "IntervalSeconds", "MaxAttempts", "BackoffRate",
                        "MaxDelaySeconds", "JitterStrategy", "Comment"}
@@ -221,12 +301,13 @@ def _handlers(value: Any, field: str, at: str, names: set[str], problems: list[s
                                 f"at {where}/{key}")
 
 
-def _task(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _task(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+          language: str = "JSONPath") -> None:
     if not isinstance(state.get("Resource"), str):
         problems.append(f"SCHEMA_VALIDATION_FAILED: The field 'Resource' is required at "
                         f"{at}/Resource")
     for key in ("TimeoutSeconds", "HeartbeatSeconds"):
-        if key in state:
+        if key in state and jsonata_ql.expression(state[key]) is None:
             _positive_int(state[key], f"{at}/{key}", problems)
     if isinstance(state.get("TimeoutSeconds"), int) and isinstance(
             state.get("HeartbeatSeconds"), int) and \
@@ -235,7 +316,8 @@ def _task(state: dict[str, Any], at: str, names: set[str], problems: list[str]) 
                         f"'TimeoutSeconds' at {at}/HeartbeatSeconds")
 
 
-def _choice(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _choice(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+            language: str = "JSONPath") -> None:
     rules = state.get("Choices")
     if not isinstance(rules, list) or not rules:
         problems.append(f"SCHEMA_VALIDATION_FAILED: 'Choices' must be a non-empty array at "
@@ -243,7 +325,10 @@ def _choice(state: dict[str, Any], at: str, names: set[str], problems: list[str]
         return
     for index, rule in enumerate(rules):
         where = f"{at}/Choices[{index}]"
-        _rule(rule, where, problems)
+        if language == "JSONata":
+            _condition(rule, where, problems)
+        else:
+            _rule(rule, where, problems)
         if isinstance(rule, dict):
             _target(rule.get("Next"), names, f"{where}/Next", problems)
     if "Default" in state:
@@ -261,7 +346,7 @@ def _rule(rule: Any, at: str, problems: list[str], nested: bool = False) -> None
                         f"comparison operator or And/Or/Not at {at}")
         return
     extra = set(rule) - {*combinators, *operators, "Variable", "Comment"} - (
-        set() if nested else {"Next"})
+        set() if nested else {"Next", "Assign"})
     for key in sorted(extra):
         problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at {at}/{key}")
     if combinators:
@@ -297,26 +382,30 @@ def _rule(rule: Any, at: str, problems: list[str], nested: bool = False) -> None
                         f"at {at}/{op}")
 
 
-def _wait(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _wait(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+          language: str = "JSONPath") -> None:
     given = [k for k in ("Seconds", "Timestamp", "SecondsPath", "TimestampPath") if k in state]
     if len(given) != 1:
         problems.append(f"SCHEMA_VALIDATION_FAILED: Exactly one of 'Seconds', 'Timestamp', "
                         f"'SecondsPath' or 'TimestampPath' is required at {at}")
-    if "Seconds" in state:
+    if "Seconds" in state and jsonata_ql.expression(state["Seconds"]) is None:
         _positive_int(state["Seconds"], f"{at}/Seconds", problems, 0)
-    if "Timestamp" in state and choice.parse_timestamp(state["Timestamp"]) is None:
+    if "Timestamp" in state and jsonata_ql.expression(state["Timestamp"]) is None and \
+            choice.parse_timestamp(state["Timestamp"]) is None:
         problems.append(f"SCHEMA_VALIDATION_FAILED: 'Timestamp' must be an RFC3339 timestamp "
                         f"at {at}/Timestamp")
 
 
-def _fail(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _fail(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+          language: str = "JSONPath") -> None:
     for key in ("Error", "Cause"):
         if key in state and key + "Path" in state:
             problems.append(f"SCHEMA_VALIDATION_FAILED: '{key}' and '{key}Path' are mutually "
                             f"exclusive at {at}")
 
 
-def _parallel(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _parallel(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+              language: str = "JSONPath") -> None:
     branches = state.get("Branches")
     if not isinstance(branches, list) or not branches:
         problems.append(f"SCHEMA_VALIDATION_FAILED: 'Branches' must be a non-empty array at "
@@ -324,13 +413,14 @@ def _parallel(state: dict[str, Any], at: str, names: set[str], problems: list[st
         return
     for index, branch in enumerate(branches):
         if isinstance(branch, dict):
-            _machine(branch, f"{at}/Branches[{index}]", problems)
+            _machine(branch, f"{at}/Branches[{index}]", problems, language)
         else:
             problems.append(f"SCHEMA_VALIDATION_FAILED: A branch must be an object at "
                             f"{at}/Branches[{index}]")
 
 
-def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -> None:
+def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str],
+         language: str = "JSONPath") -> None:
     given = [k for k in ("ItemProcessor", "Iterator") if k in state]
     if len(given) != 1:
         problems.append(f"SCHEMA_VALIDATION_FAILED: Exactly one of 'ItemProcessor' or "
@@ -342,13 +432,13 @@ def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str]) -
                         f"{at}/{given[0]}")
         return
     body = {k: v for k, v in processor.items() if k != "ProcessorConfig"}
-    _machine(body, f"{at}/{given[0]}", problems)
+    _machine(body, f"{at}/{given[0]}", problems, language)
     mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE") \
         if isinstance(processor.get("ProcessorConfig"), dict) else "INLINE"
     if mode != "INLINE":
         problems.append(f"SCHEMA_VALIDATION_FAILED: kobako supports only INLINE Map "
                         f"processing at {at}/{given[0]}/ProcessorConfig/Mode")
-    if "MaxConcurrency" in state:
+    if "MaxConcurrency" in state and jsonata_ql.expression(state["MaxConcurrency"]) is None:
         _positive_int(state["MaxConcurrency"], f"{at}/MaxConcurrency", problems, 0)
     if "ToleratedFailureCount" in state:
         _positive_int(state["ToleratedFailureCount"], f"{at}/ToleratedFailureCount",

@@ -12,15 +12,19 @@ from __future__ import annotations
 import asyncio
 import json
 import random
-from collections.abc import Awaitable, Sequence
+from collections import ChainMap
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
-from kobako.stepfunctions import choice, errors, paths, template
+from kobako.stepfunctions import choice, errors, jsonata_ql, paths, template
 from kobako.stepfunctions.clock import Clock
 from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.integrations import Integrations, TaskCall, describe
+from kobako.stepfunctions.tokens import TaskTokens
+
+WAIT_FOR_TOKEN = ".waitForTaskToken"
 
 
 @dataclass
@@ -31,15 +35,20 @@ class Cursor:
     input: Any
     entered: int | None = None  # id of the state's *Entered event, once written
     deadline: float | None = None  # a Wait state's wake-up time, once computed
+    variables: dict[str, Any] | None = None  # the run's workflow variables (Assign)
 
     def to_json(self) -> str:
-        return json.dumps({"state": self.state, "input": self.input,
-                           "entered": self.entered, "deadline": self.deadline})
+        raw = {"state": self.state, "input": self.input, "entered": self.entered,
+               "deadline": self.deadline}
+        if self.variables:
+            raw["variables"] = self.variables
+        return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> Cursor:
         raw = json.loads(text)
-        return cls(raw["state"], raw["input"], raw.get("entered"), raw.get("deadline"))
+        return cls(raw["state"], raw["input"], raw.get("entered"), raw.get("deadline"),
+                   raw.get("variables"))
 
 
 class Recorder(Protocol):
@@ -51,13 +60,36 @@ class Recorder(Protocol):
     def checkpoint(self, cursor: Cursor) -> None: ...
 
 
+# A Recorder whose `resolves_entered` is True stores a cursor whose `entered` is -1
+# with the id of the event written alongside it, saving a checkpoint per state.
+
+
+class Context(dict[str, Any]):
+    """The context object (`$$`), carrying the workflow variables its frame can see."""
+
+    variables: ChainMap[str, Any]
+
+
 @dataclass
 class Frame:
-    """One thread of events: the top-level run, a Parallel branch, a Map iteration."""
+    """One thread of events: the top-level run, a Parallel branch, a Map iteration.
+
+    `scope` holds the workflow variables: Assign writes the first map; a branch or
+    iteration gets a child scope, so it reads outer variables but its own
+    assignments stay inside it, as in AWS.
+    """
 
     context: dict[str, Any]
     last: int = 0
     durable: bool = False  # only the top-level run persists its cursor
+    scope: ChainMap[str, Any] = field(default_factory=ChainMap)
+    language: str = "JSONPath"
+
+    def __post_init__(self) -> None:
+        if not isinstance(self.context, Context):
+            self.context = Context(self.context)
+        assert isinstance(self.context, Context)
+        self.context.variables = self.scope
 
 
 @dataclass
@@ -101,6 +133,9 @@ class Interpreter:
     region: str
     account_id: str
     rng: random.Random = field(default_factory=random.Random)
+    # Callbacks and activities; without them such Tasks fail with States.Runtime.
+    tokens: TaskTokens | None = None
+    activity_exists: Callable[[str], bool] = lambda arn: False
 
     def emit(self, frame: Frame, type: str, details: dict[str, Any] | None = None,
              cursor: Cursor | None = None) -> int:
@@ -110,11 +145,15 @@ class Interpreter:
 
     async def run(self, machine: dict[str, Any], cursor: Cursor, frame: Frame) -> Any:
         """Run from `cursor` to a terminal state; the output, or raise StatesError."""
+        if cursor.variables:
+            frame.scope.maps[0].update(cursor.variables)
+        frame.language = str(machine.get("QueryLanguage", frame.language))
         while True:
             result = await self.step(machine, cursor, frame)
             if result.next is None:
                 return result.output
-            cursor = Cursor(result.next, result.output)
+            cursor = Cursor(result.next, result.output,
+                            variables=dict(frame.scope.maps[0]) or None)
 
     async def step(self, machine: dict[str, Any], cursor: Cursor, frame: Frame) -> Step:
         name = cursor.state
@@ -125,19 +164,24 @@ class Interpreter:
             entered_id = self.emit(frame, ENTERED[kind],
                                    {"name": name, "input": dumps(cursor.input)}, cursor)
             cursor.entered = entered_id
-            if frame.durable:
+            if frame.durable and not getattr(self.recorder, "resolves_entered", False):
                 self.recorder.checkpoint(cursor)
         frame.context["State"] = {"EnteredTime": iso(self.clock.now()), "Name": name,
                                   "RetryCount": 0}
         try:
-            output, next_state = await self._execute(kind, name, state, cursor, frame)
+            if state.get("QueryLanguage", frame.language) == "JSONata":
+                output, next_state = await self._execute_jsonata(kind, name, state, cursor,
+                                                                 frame)
+            else:
+                output, next_state = await self._execute(kind, name, state, cursor, frame)
         except StatesError as exc:
             if exc.error == errors.RUNTIME and not exc.cause.startswith("An error occurred"):
                 exc.cause = (f"An error occurred while executing the state '{name}' (entered "
                              f"at the event id #{cursor.entered}). {exc.cause}")
             raise
         check_size(output, name)
-        following = Cursor(next_state, output) if next_state is not None else None
+        following = Cursor(next_state, output, variables=dict(frame.scope.maps[0]) or None) \
+            if next_state is not None else None
         self.emit(frame, ENTERED[kind].replace("Entered", "Exited"),
                   {"name": name, "output": dumps(output)}, following)
         return Step(output, next_state)
@@ -160,21 +204,118 @@ class Interpreter:
         if kind == "Choice":
             for rule in state["Choices"]:
                 if choice.evaluate(rule, effective, ctx):
+                    self._assign_paths(rule.get("Assign", state.get("Assign")), effective,
+                                       frame)
                     return self._output_path(state, effective, ctx), str(rule["Next"])
             if "Default" in state:
+                self._assign_paths(state.get("Assign"), effective, frame)
                 return self._output_path(state, effective, ctx), str(state["Default"])
             raise StatesError(errors.NO_CHOICE, "No Matches!")
         if kind == "Succeed":
             return self._output_path(state, effective, ctx), None
         if kind == "Wait":
             await self._wait(state, effective, cursor, frame)
+            self._assign_paths(state.get("Assign"), effective, frame)
             return self._output_path(state, effective, ctx), _next(state)
         if kind == "Pass":
             if "Parameters" in state:
                 effective = template.render(state["Parameters"], effective, ctx)
             result = state.get("Result", effective)
-            return self._finish(state, raw, result, ctx), _next(state)
+            output = self._finish(state, raw, result, ctx)
+            self._assign_paths(state.get("Assign"), result, frame)
+            return output, _next(state)
         return await self._with_handlers(kind, name, state, raw, effective, frame)
+
+    # ------------------------------------------------------------ variables and JSONata
+
+    def _assign_paths(self, assign: Any, source: Any, frame: Frame) -> None:
+        """JSONPath Assign: `.$` values read `source` (the result, or the input)."""
+        if assign:
+            values = template.render(assign, source, frame.context, "Assign")
+            frame.scope.maps[0].update(values)
+
+    def _settle(self, holder: dict[str, Any], states: dict[str, Any], frame: Frame,
+                default: Any) -> Any:
+        """JSONata Output and Assign of a state, rule or catcher: both see the variables
+        as they were before this state, then the assignments take effect."""
+        output = jsonata_ql.render(holder["Output"], states, frame.scope) \
+            if "Output" in holder else default
+        if holder.get("Assign"):
+            values = jsonata_ql.render(holder["Assign"], states, frame.scope)
+            frame.scope.maps[0].update(values)
+        return output
+
+    async def _execute_jsonata(self, kind: str, name: str, state: dict[str, Any],
+                               cursor: Cursor, frame: Frame) -> tuple[Any, str | None]:
+        raw = cursor.input
+        states: dict[str, Any] = {"input": raw, "context": frame.context}
+
+        def value(key: str) -> Any:
+            return jsonata_ql.render(state.get(key), states, frame.scope)
+
+        if kind == "Fail":
+            error, cause = value("Error"), value("Cause")
+            if not isinstance(error, str | None) or not isinstance(cause, str | None):
+                raise StatesError(jsonata_ql.QUERY_EVALUATION_ERROR,
+                                  "The Fail state's Error and Cause must be strings.")
+            raise FailState(error or "", cause or "")
+        if kind == "Choice":
+            for rule in state["Choices"]:
+                held = jsonata_ql.render(rule["Condition"], states, frame.scope)
+                if not isinstance(held, bool):
+                    raise StatesError(jsonata_ql.QUERY_EVALUATION_ERROR, f"The Condition "
+                                      f"'{rule['Condition']}' returned {dumps(held)}, not "
+                                      "a boolean.")
+                if held:
+                    holder = {**state, **{k: rule[k] for k in ("Output", "Assign")
+                                          if k in rule}}
+                    return self._settle(holder, states, frame, raw), str(rule["Next"])
+            if "Default" in state:
+                return self._settle(state, states, frame, raw), str(state["Default"])
+            raise StatesError(errors.NO_CHOICE, "No Matches!")
+        if kind == "Wait":
+            resolved: dict[str, Any] = {k: value(k) for k in ("Seconds", "Timestamp")
+                                        if k in state}
+            if "Seconds" in resolved and (isinstance(resolved["Seconds"], bool) or not
+                                          isinstance(resolved["Seconds"], int | float)
+                                          or resolved["Seconds"] < 0):
+                raise StatesError(jsonata_ql.QUERY_EVALUATION_ERROR, "The Seconds field "
+                                  "must be a non-negative number.")
+            if "Timestamp" in resolved and choice.parse_timestamp(
+                    resolved["Timestamp"]) is None:
+                raise StatesError(jsonata_ql.QUERY_EVALUATION_ERROR, "The Timestamp field "
+                                  "must be an ISO-8601 timestamp.")
+            await self._wait(resolved, raw, cursor, frame)
+            return self._settle(state, states, frame, raw), _next(state)
+        if kind in ("Pass", "Succeed"):
+            output = self._settle(state, states, frame, raw)
+            return output, _next(state) if kind == "Pass" else None
+        return await self._with_handlers(kind, name, state, raw, raw, frame)
+
+    async def _body_jsonata(self, kind: str, name: str, state: dict[str, Any], raw: Any,
+                            frame: Frame, states: dict[str, Any]) -> Any:
+        resolved = dict(state)
+        for key in ("TimeoutSeconds", "HeartbeatSeconds", "MaxConcurrency",
+                    "ToleratedFailureCount", "ToleratedFailurePercentage"):
+            if jsonata_ql.expression(state.get(key)) is not None:
+                resolved[key] = jsonata_ql.render(state[key], states, frame.scope)
+        if kind == "Map":
+            return await self._map(name, resolved, raw, frame, states)
+        if kind == "Parallel":
+            arguments = jsonata_ql.render(state["Arguments"], states, frame.scope) \
+                if "Arguments" in state else raw
+            return await self._parallel(state, arguments, frame)
+        token = self._token(state)
+        if token is not None:
+            frame.context["Task"] = {"Token": token}
+        try:
+            arguments = jsonata_ql.render(state["Arguments"], states, frame.scope) \
+                if "Arguments" in state else raw
+            return await self._task(name, resolved, arguments, frame, token)
+        finally:
+            frame.context.pop("Task", None)
+            if token is not None and self.tokens is not None:
+                self.tokens.release(token)
 
     # ------------------------------------------------------------ path processing
 
@@ -238,14 +379,23 @@ class Interpreter:
     async def _with_handlers(self, kind: str, name: str, state: dict[str, Any], raw: Any,
                              effective: Any, frame: Frame) -> tuple[Any, str | None]:
         ctx = frame.context
+        jsonata = state.get("QueryLanguage", frame.language) == "JSONata"
+        states: dict[str, Any] = {"input": raw, "context": ctx}
         attempts = [0] * len(state.get("Retry", []))
         while True:
             try:
+                if jsonata:
+                    states["result"] = await self._body_jsonata(kind, name, state, raw,
+                                                                frame, states)
+                    return self._settle(state, states, frame, states["result"]), \
+                        _next(state)
                 result = await self._body(kind, name, state, effective, frame)
                 if "ResultSelector" in state:
                     result = template.render(state["ResultSelector"], result, ctx,
                                              "ResultSelector")
-                return self._finish(state, raw, result, ctx), _next(state)
+                output = self._finish(state, raw, result, ctx)
+                self._assign_paths(state.get("Assign"), result, frame)
+                return output, _next(state)
             except StatesError as exc:
                 delay = self._retry_delay(state, exc, attempts)
                 if delay is not None:
@@ -255,6 +405,12 @@ class Interpreter:
                 for catcher in state.get("Catch", []):
                     if errors.matches(catcher["ErrorEquals"], exc.error):
                         failure = {"Error": exc.error, "Cause": exc.cause}
+                        if jsonata:
+                            states.pop("result", None)
+                            states["errorOutput"] = failure
+                            return self._settle(catcher, states, frame, failure), \
+                                str(catcher["Next"])
+                        self._assign_paths(catcher.get("Assign"), failure, frame)
                         path = catcher.get("ResultPath", "$")
                         output = raw if path is None else paths.write(str(path), raw, failure)
                         return output, str(catcher["Next"])
@@ -281,9 +437,17 @@ class Interpreter:
                     frame: Frame) -> Any:
         ctx = frame.context
         if kind == "Task":
-            parameters = template.render(state["Parameters"], effective, ctx) \
-                if "Parameters" in state else effective
-            return await self._task(name, state, parameters, frame)
+            token = self._token(state)
+            if token is not None:
+                ctx["Task"] = {"Token": token}
+            try:
+                parameters = template.render(state["Parameters"], effective, ctx) \
+                    if "Parameters" in state else effective
+                return await self._task(name, state, parameters, frame, token)
+            finally:
+                ctx.pop("Task", None)
+                if token is not None and self.tokens is not None:
+                    self.tokens.release(token)
         if kind == "Parallel":
             parameters = template.render(state["Parameters"], effective, ctx) \
                 if "Parameters" in state else effective
@@ -304,12 +468,25 @@ class Interpreter:
             return float(value)
         return None
 
+    def _token(self, state: dict[str, Any]) -> str | None:
+        """A fresh task token for a callback or activity Task (one per attempt)."""
+        resource = str(state["Resource"])
+        if not (resource.endswith(WAIT_FOR_TOKEN) or is_activity(resource)):
+            return None
+        if self.tokens is None:
+            raise StatesError(errors.RUNTIME, f"kobako cannot wait for task tokens here: "
+                              f"'{resource}'.")
+        return self.tokens.issue(self.execution_arn)
+
     async def _task(self, name: str, state: dict[str, Any], parameters: Any,
-                    frame: Frame) -> Any:
+                    frame: Frame, token: str | None = None) -> Any:
         resource = str(state["Resource"])
         kind, short = describe(resource)
         timeout = self._seconds(state, "TimeoutSeconds", parameters, frame.context)
         heartbeat = self._seconds(state, "HeartbeatSeconds", parameters, frame.context)
+        if token is not None and is_activity(resource):
+            return await self._activity(name, resource, parameters, frame, token, timeout,
+                                        heartbeat)
         scheduled: dict[str, Any] = {"resourceType": kind, "resource": short,
                                      "region": self.region, "parameters": dumps(parameters)}
         if timeout is not None:
@@ -318,13 +495,16 @@ class Interpreter:
             scheduled["heartbeatInSeconds"] = int(heartbeat)
         self.emit(frame, "TaskScheduled", scheduled)
         self.emit(frame, "TaskStarted", {"resourceType": kind, "resource": short})
-        call = TaskCall(resource, parameters, self.execution_arn, self.region,
+        base = resource[:-len(WAIT_FOR_TOKEN)] if token is not None else resource
+        call = TaskCall(base, parameters, self.execution_arn, self.region,
                         self.account_id, timeout, heartbeat)
+        work = self.integrations.invoke(call) if token is None else \
+            self._callback(call, token, heartbeat, frame, kind, short)
         try:
-            result = await self._invoke(call, timeout)
+            result = await self._invoke(work, timeout)
             check_size(result, name)
         except StatesError as exc:
-            event = "TaskTimedOut" if exc.error == errors.TIMEOUT else "TaskFailed"
+            event = "TaskTimedOut" if exc.error in _TIMEOUTS else "TaskFailed"
             self.emit(frame, event, {"resourceType": kind, "resource": short,
                                      "error": exc.error, "cause": exc.cause})
             raise
@@ -332,8 +512,55 @@ class Interpreter:
                                            "output": dumps(result)})
         return result
 
-    async def _invoke(self, call: TaskCall, timeout: float | None) -> Any:
-        work = asyncio.ensure_future(self.integrations.invoke(call))
+    async def _callback(self, call: TaskCall, token: str, heartbeat: float | None,
+                        frame: Frame, kind: str, short: str) -> Any:
+        """`.waitForTaskToken`: call the integration, then wait for SendTask*."""
+        assert self.tokens is not None
+        submitted = await self.integrations.invoke(call)
+        self.emit(frame, "TaskSubmitted", {"resourceType": kind, "resource": short,
+                                           "output": dumps(submitted),
+                                           "outputDetails": {"truncated": False}})
+        return await self.tokens.wait(token, heartbeat)
+
+    async def _activity(self, name: str, arn: str, parameters: Any, frame: Frame,
+                        token: str, timeout: float | None, heartbeat: float | None) -> Any:
+        """An activity Task: queued for GetActivityTask, answered with SendTask*."""
+        assert self.tokens is not None
+        text = dumps(parameters)
+        if not self.activity_exists(arn):
+            cause = f"Activity Does Not Exist: '{arn}'"
+            self.emit(frame, "ActivityScheduleFailed", {"error": errors.RUNTIME,
+                                                        "cause": cause})
+            raise StatesError(errors.RUNTIME, cause)
+        scheduled: dict[str, Any] = {"resource": arn, "input": text,
+                                     "inputDetails": {"truncated": False}}
+        if timeout is not None:
+            scheduled["timeoutInSeconds"] = int(timeout)
+        if heartbeat is not None:
+            scheduled["heartbeatInSeconds"] = int(heartbeat)
+        self.emit(frame, "ActivityScheduled", scheduled)
+        self.tokens.waiting[token].input = text
+        self.tokens.schedule(arn, token)
+        tokens = self.tokens
+
+        async def work() -> Any:
+            worker = await tokens.started(token)
+            self.emit(frame, "ActivityStarted", {"workerName": worker} if worker else None)
+            return await tokens.wait(token, heartbeat)
+
+        try:
+            result = await self._invoke(work(), timeout)
+            check_size(result, name)
+        except StatesError as exc:
+            event = "ActivityTimedOut" if exc.error in _TIMEOUTS else "ActivityFailed"
+            self.emit(frame, event, {"error": exc.error, "cause": exc.cause})
+            raise
+        self.emit(frame, "ActivitySucceeded", {"output": dumps(result),
+                                               "outputDetails": {"truncated": False}})
+        return result
+
+    async def _invoke(self, call: Awaitable[Any], timeout: float | None) -> Any:
+        work = asyncio.ensure_future(call)
         if timeout is None:
             return await work
         timer = asyncio.ensure_future(self.clock.sleep(timeout))
@@ -355,7 +582,8 @@ class Interpreter:
         context = {k: v for k, v in frame.context.items() if k != "State"}
         if extra:
             context.update(extra)
-        return Frame(context, frame.last)
+        return Frame(context, frame.last, scope=frame.scope.new_child(),
+                     language=frame.language)
 
     async def _parallel(self, state: dict[str, Any], data: Any, frame: Frame) -> Any:
         self.emit(frame, "ParallelStateStarted")
@@ -378,10 +606,16 @@ class Interpreter:
         except FailState as failed:
             raise StatesError(failed.error, failed.cause) from None
 
-    async def _map(self, name: str, state: dict[str, Any], data: Any, frame: Frame) -> Any:
+    async def _map(self, name: str, state: dict[str, Any], data: Any, frame: Frame,
+                   states: dict[str, Any] | None = None) -> Any:
+        """A Map state; `states` is given for JSONata (`Items`, ItemSelector expressions)."""
         ctx = frame.context
-        items = template.read_path(str(state["ItemsPath"]), data, ctx, "ItemsPath") \
-            if "ItemsPath" in state else data
+        if states is not None:
+            items = jsonata_ql.render(state.get("Items", "{% $states.input %}"), states,
+                                      frame.scope)
+        else:
+            items = template.read_path(str(state["ItemsPath"]), data, ctx, "ItemsPath") \
+                if "ItemsPath" in state else data
         if not isinstance(items, list):
             raise StatesError(errors.RUNTIME, f"Map state input must be an array, got "
                               f"'{template.preview(items)}'")
@@ -409,8 +643,13 @@ class Interpreter:
                 child = self._child(frame, {"Map": {"Item": {"Index": index, "Value": item}}})
                 children.append(child)
                 self.emit(child, "MapIterationStarted", {"name": name, "index": index})
-                value = template.render(selector, data, child.context, "ItemSelector") \
-                    if selector is not None else item
+                if selector is None:
+                    value = item
+                elif states is not None:
+                    value = jsonata_ql.render(selector, {**states, "context": child.context},
+                                              child.scope)
+                else:
+                    value = template.render(selector, data, child.context, "ItemSelector")
                 try:
                     results[index] = await self._branch(processor, value, child)
                 except StatesError as exc:
@@ -448,6 +687,14 @@ class FailState(Exception):
         super().__init__(error)
         self.error = error
         self.cause = cause
+
+
+_TIMEOUTS = (errors.TIMEOUT, errors.HEARTBEAT_TIMEOUT)
+
+
+def is_activity(resource: str) -> bool:
+    parts = resource.split(":")
+    return len(parts) == 7 and parts[2] == "states" and parts[5] == "activity"
 
 
 def _next(state: dict[str, Any]) -> str | None:

@@ -13,6 +13,7 @@ import contextlib
 import json
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -23,12 +24,15 @@ from kobako.stepfunctions.engine import Cursor, FailState, Frame, Interpreter, d
 from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.integrations import Integrations, TaskCall
 from kobako.stepfunctions.store import NotRunning, SfnStore
+from kobako.stepfunctions.tokens import TaskTokens
 from kobako.store.db import Row
 
 log = logging.getLogger("kobako.stepfunctions")
 
 
 class _Recorder:
+    resolves_entered = True  # SfnStore.append fills in the Entered event's id
+
     def __init__(self, store: SfnStore, arn: str, clock: Clock) -> None:
         self.store, self.arn, self.clock = store, arn, clock
 
@@ -57,13 +61,27 @@ def describe(row: Row, parse_data: bool = False) -> dict[str, Any]:
         out["error"] = row["error"]
     if row["cause"] is not None:
         out["cause"] = row["cause"]
+    out["redriveCount"] = row["redrive_count"]
+    if row["redrived"] is not None:
+        out["redriveDate"] = datetime.fromtimestamp(row["redrived"], UTC)
+    if row["status"] in ("FAILED", "TIMED_OUT", "ABORTED") and row["type"] == "STANDARD" \
+            and row["cursor"]:
+        out["redriveStatus"] = "REDRIVABLE"
+    else:
+        out["redriveStatus"] = "NOT_REDRIVABLE"
+        out["redriveStatusReason"] = "Execution is RUNNING and cannot be redriven" \
+            if row["status"] == "RUNNING" else f"Execution is {row['status']} and cannot " \
+            "be redriven"
     return out
 
 
 class Executions:
-    def __init__(self, store: SfnStore, clock: Clock, integrations: Integrations) -> None:
+    def __init__(self, store: SfnStore, clock: Clock, integrations: Integrations,
+                 activity_exists: Callable[[str], bool] = lambda arn: False) -> None:
         self.store = store
         self.clock = clock
+        self.tokens = TaskTokens(clock)
+        self.activity_exists = activity_exists
         self.integrations = Integrations(parent=integrations)
         self.tasks: dict[str, asyncio.Task[None]] = {}
         self.done: dict[str, asyncio.Event] = {}
@@ -85,7 +103,8 @@ class Executions:
             task.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
 
-    def start(self, machine: Row, name: str | None, input_text: str | None) -> Row:
+    def start(self, machine: Row | dict[str, Any], name: str | None,
+              input_text: str | None) -> Row:
         """Start (or, for the same name and input while running, return) an execution."""
         name = name if name is not None else str(uuid.uuid4())
         arns.check_name(name)
@@ -129,6 +148,27 @@ class Executions:
         if task is not None:
             task.cancel()
         self._mark_done(arn)
+
+    def redrive(self, arn: str) -> Row:
+        """RedriveExecution: run again from the state where the execution stopped."""
+        row = self.store.execution(arn)
+        assert row is not None
+        if row["type"] != "STANDARD" or row["status"] not in ("FAILED", "TIMED_OUT",
+                                                              "ABORTED"):
+            raise AwsError("ExecutionNotRedrivable", f"Execution is {row['status']} and "
+                           f"cannot be redriven: '{arn}'")
+        if not row["cursor"] or self.clock.now() - float(row["stopped"]) > 14 * 86400:
+            raise AwsError("ExecutionNotRedrivable", f"Execution cannot be redriven: '{arn}'")
+        stopped = Cursor.from_json(row["cursor"])
+        # The state that failed runs again, with a new *StateEntered event.
+        cursor = Cursor(stopped.state, stopped.input, variables=stopped.variables)
+        if self.store.redrive(arn, cursor, self.clock.now()) is None:
+            raise AwsError("ExecutionNotRedrivable", f"Execution cannot be redriven: '{arn}'")
+        self.tasks.pop(arn, None)
+        self._launch(arn)
+        found = self.store.execution(arn)
+        assert found is not None
+        return found
 
     async def wait(self, arn: str) -> Row:
         """Until the execution is no longer RUNNING; its row."""
@@ -185,16 +225,18 @@ class Executions:
         context = {
             "Execution": {"Id": arn, "Input": json.loads(row["input"]), "Name": row["name"],
                           "RoleArn": row["role_arn"], "StartTime": iso(row["started"]),
-                          "RedriveCount": 0},
+                          "RedriveCount": int(row["redrive_count"])},
             "StateMachine": {"Id": row["machine_arn"], "Name": parsed.name},
         }
         frame = Frame(context, int(row["last_event"]), durable=True)
         interpreter = Interpreter(_Recorder(self.store, arn, self.clock), self.clock,
-                                  self.integrations, arn, parsed.region, parsed.account)
+                                  self.integrations, arn, parsed.region, parsed.account,
+                                  tokens=self.tokens, activity_exists=self.activity_exists)
         work = asyncio.ensure_future(interpreter.run(machine, cursor, frame))
         limit = machine.get("TimeoutSeconds")
         timer = asyncio.ensure_future(
-            self.clock.sleep(float(row["started"]) + limit - self.clock.now())
+            self.clock.sleep(float(row["redrived"] or row["started"]) + limit
+                             - self.clock.now())
             if isinstance(limit, int) else asyncio.Event().wait())
         try:
             await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)

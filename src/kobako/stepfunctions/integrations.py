@@ -1,8 +1,9 @@
 """Task resources: a registry from resource ARN to an async callable.
 
-Other packages plug service integrations in here (Batch registers
-`arn:aws:states:::batch:submitJob` and `...submitJob.sync` on `INTEGRATIONS`); a
-resource nobody registered fails its Task with States.Runtime instead of hanging.
+Each app's Step Functions has its own registry (a child of `INTEGRATIONS`), which
+`kobako.stepfunctions.connect` fills with the services of the same server
+(`batch:submitJob(.sync)`, `aws-sdk:s3:*`, ...); a resource nobody registered fails
+its Task with States.Runtime instead of hanging.
 """
 
 from __future__ import annotations

@@ -25,6 +25,17 @@ _INDEX = re.compile(r"\[(\d+)\]")
 _QUOTED = re.compile(r"\[\s*'((?:[^'\\]|\\.)*)'\s*\]")
 
 
+_VARIABLE = re.compile(r"\$([A-Za-z_][A-Za-z0-9_]*)")
+
+
+def variable(path: str) -> tuple[str, str] | None:
+    """(name, the path inside it) for a workflow-variable path such as `$order.id`."""
+    found = _VARIABLE.match(path)
+    if found is None:
+        return None
+    return found.group(1), "$" + path[found.end():]
+
+
 class PathError(ValueError):
     """A path that is not valid JSONPath."""
 
@@ -70,6 +81,9 @@ def validate_path(path: str) -> None:
     """Raise PathError when `path` is not a usable JSONPath (definition checks)."""
     if not path.startswith("$"):
         raise PathError(f"The value for the field must start with '$': {path!r}")
+    named = variable(path)
+    if named is not None:
+        path = named[1]
     if reference_steps(path) is None:
         _compiled(path)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import uuid
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
@@ -14,11 +15,14 @@ from kobako.protocol.errors import AwsError
 from kobako.server.service import Handler, RequestContext, Service
 from kobako.spec import service_model
 from kobako.stepfunctions import arns, definition
+from kobako.stepfunctions.activities import ActivitiesApi, ActivityStore
 from kobako.stepfunctions.clock import Clock, SystemClock
 from kobako.stepfunctions.engine import dumps
 from kobako.stepfunctions.executions import Executions, describe
-from kobako.stepfunctions.integrations import INTEGRATIONS
+from kobako.stepfunctions.express import ExpressApi
+from kobako.stepfunctions.integrations import INTEGRATIONS, Integrations
 from kobako.stepfunctions.store import SfnStore
+from kobako.stepfunctions.versions import VersionsApi, VersionStore
 from kobako.store.db import Database, Row
 
 MAX_TAGS = 50
@@ -92,6 +96,7 @@ class StepFunctionsApi:
             "ListExecutions": self.list_executions,
             "GetExecutionHistory": self.get_execution_history,
             "StopExecution": self.stop_execution,
+            "RedriveExecution": self.redrive_execution,
             "DescribeStateMachineForExecution": self.describe_machine_for_execution,
             "TagResource": self.tag_resource,
             "UntagResource": self.untag_resource,
@@ -301,6 +306,12 @@ class StepFunctionsApi:
             row = self._execution(row["arn"])
         return {"stopDate": _date(row["stopped"] or self.clock.now())}
 
+    async def redrive_execution(self, ctx: RequestContext,
+                                params: dict[str, Any]) -> dict[str, Any]:
+        _required(params, "executionArn")
+        row = self.runner.redrive(str(self._execution(params["executionArn"])["arn"]))
+        return {"redriveDate": _date(row["redrived"])}
+
     # ---------------------------------------------------------------- tags
 
     def _tagged(self, arn: str) -> str:
@@ -358,19 +369,34 @@ def _strip(details: dict[str, Any], include: bool) -> dict[str, Any]:
     return {k: v for k, v in details.items() if k not in ("input", "output")}
 
 
-def build(config: Config, db: Database, clock: Clock | None = None) -> Service:
+@dataclass
+class StepFunctionsService(Service):
+    """The service plus this app's Task registry, which `connect` fills from its peers."""
+
+    integrations: Integrations = field(default_factory=Integrations)
+
+
+def build(config: Config, db: Database, clock: Clock | None = None) -> StepFunctionsService:
     clock = clock or SystemClock()
     store = SfnStore(db)
-    runner = Executions(store, clock, INTEGRATIONS)
+    activities = ActivityStore(db)
+    runner = Executions(store, clock, INTEGRATIONS,
+                        activity_exists=lambda arn: activities.get(arn) is not None)
     api = StepFunctionsApi(store, runner, clock)
-    return Service(
+    handlers = api.handlers()
+    handlers.update(ActivitiesApi(activities, runner.tokens, clock).handlers())
+    handlers.update(ExpressApi(store, runner, clock).handlers())
+    handlers.update(VersionsApi(store, VersionStore(db), runner, clock,
+                                dict(handlers)).handlers())
+    return StepFunctionsService(
         name="stepfunctions",
         codec=JsonCodec(service_model("stepfunctions")),
-        handlers=api.handlers(),
+        handlers=handlers,
         signing_names=("states",),
         startup=[runner.resume_all],
         shutdown=[runner.stop_all],
+        integrations=runner.integrations,
     )
 
 
-__all__ = ["build", "dumps"]
+__all__ = ["StepFunctionsService", "build", "dumps"]

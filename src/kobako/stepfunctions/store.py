@@ -63,7 +63,12 @@ SCHEMA = [
         value TEXT NOT NULL,
         PRIMARY KEY (resource_arn, key)
     ) WITHOUT ROWID
+    """,
+    # RedriveExecution: how often and when; a failed run keeps its cursor to redrive from.
     """
+    ALTER TABLE sfn_executions ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sfn_executions ADD COLUMN redrived REAL
+    """,
 ]
 
 
@@ -81,6 +86,9 @@ class Event:
 
 
 class SfnStore:
+    # append() records a *StateEntered cursor with its own event id (see Recorder).
+    resolves_entered = True
+
     def __init__(self, db: Database) -> None:
         self.db = db
         db.migrate("stepfunctions", SCHEMA)
@@ -155,13 +163,23 @@ class SfnStore:
                now: float, cursor: Cursor | None = None) -> int:
         """One event of a RUNNING execution (NotRunning once it was stopped)."""
         with self.db.transaction():
-            row = self.db.one("SELECT status FROM sfn_executions WHERE arn = ?", (arn,))
+            row = self.db.one("SELECT status, last_event FROM sfn_executions WHERE arn = ?",
+                              (arn,))
             if row is None or row["status"] != "RUNNING":
                 raise NotRunning(arn)
-            event_id = self._append(arn, type, details, previous, now)
-            if cursor is not None:
-                self.db.execute("UPDATE sfn_executions SET cursor = ? WHERE arn = ?",
-                                (cursor.to_json(), arn))
+            event_id = int(row["last_event"]) + 1
+            self.db.execute(
+                "INSERT INTO sfn_events (execution_arn, id, previous_id, timestamp, type, "
+                "details) VALUES (?, ?, ?, ?, ?, ?)",
+                (arn, event_id, previous, now, type, json.dumps(details) if details else None))
+            if cursor is None:
+                self.db.execute("UPDATE sfn_executions SET last_event = ? WHERE arn = ?",
+                                (event_id, arn))
+            else:
+                if cursor.entered == -1:  # the cursor of this very *StateEntered event
+                    cursor.entered = event_id
+                self.db.execute("UPDATE sfn_executions SET last_event = ?, cursor = ? "
+                                "WHERE arn = ?", (event_id, cursor.to_json(), arn))
             return event_id
 
     def checkpoint(self, arn: str, cursor: Cursor) -> None:
@@ -180,9 +198,27 @@ class SfnStore:
             self._append(arn, event, details, int(row["last_event"]), now)
             self.db.execute(
                 "UPDATE sfn_executions SET status = ?, stopped = ?, output = ?, error = ?, "
-                "cause = ?, cursor = NULL WHERE arn = ?",
-                (status, now, output, error, cause, arn))
+                "cause = ?, cursor = CASE WHEN ? THEN NULL ELSE cursor END WHERE arn = ?",
+                (status, now, output, error, cause, status == "SUCCEEDED", arn))
             return True
+
+    def redrive(self, arn: str, cursor: Cursor, now: float) -> int | None:
+        """Make a failed, timed-out or aborted execution RUNNING again from `cursor`,
+        with its ExecutionRedriven event; the new redrive count, or None if it was not
+        in a redrivable status any more."""
+        with self.db.transaction():
+            row = self.db.one("SELECT status, last_event, redrive_count FROM sfn_executions "
+                              "WHERE arn = ?", (arn,))
+            if row is None or row["status"] not in ("FAILED", "TIMED_OUT", "ABORTED"):
+                return None
+            count = int(row["redrive_count"]) + 1
+            self.db.execute(
+                "UPDATE sfn_executions SET status = 'RUNNING', stopped = NULL, output = NULL, "
+                "error = NULL, cause = NULL, cursor = ?, redrive_count = ?, redrived = ? "
+                "WHERE arn = ?", (cursor.to_json(), count, now, arn))
+            self._append(arn, "ExecutionRedriven", {"redriveCount": count},
+                         int(row["last_event"]), now)
+            return count
 
     def events(self, arn: str) -> list[Event]:
         return [

@@ -18,9 +18,22 @@ def preview(value: Any, limit: int = 1000) -> str:
     return text if len(text) <= limit else text[:limit] + "..."
 
 
+def locate(path: str, data: Any, context: Any) -> tuple[Any, str]:
+    """What a path reads (the input, the context object `$$`, a variable) and how."""
+    if path.startswith("$$"):
+        return context, "$" + path[2:]
+    named = paths.variable(path)
+    if named is None:
+        return data, path
+    variables = getattr(context, "variables", None) or {}
+    if named[0] not in variables:
+        raise StatesError(RUNTIME, f"The variable '${named[0]}' is not defined.")
+    return variables[named[0]], named[1]
+
+
 def read_path(path: str, data: Any, context: Any, field: str) -> Any:
     """Read `path` (`$...` on data, `$$...` on the context object) or fail as AWS does."""
-    source, target = (context, "$" + path[2:]) if path.startswith("$$") else (data, path)
+    source, target = locate(path, data, context)
     try:
         return paths.read(target, source)
     except paths.Missing:

@@ -1,0 +1,88 @@
+"""`arn:aws:states:::batch:submitJob` and `.sync`: Batch jobs run by kobako's own Batch.
+
+SubmitJob and DescribeJobs are Batch's in-process handlers (see `inprocess.Peer`).
+`.sync` polls DescribeJobs until the job is SUCCEEDED or FAILED and returns the job
+object as AWS does (PascalCase keys); a FAILED job fails the state with
+States.TaskFailed and that same object as JSON for its Cause. When the Task is
+cancelled (execution stopped, state timed out) the job is terminated, as Step
+Functions does for `.sync` jobs.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from typing import Any
+
+from kobako.protocol.errors import AwsError
+from kobako.spec import service_model
+from kobako.stepfunctions.errors import RUNTIME, TASK_FAILED, StatesError
+from kobako.stepfunctions.inprocess import Peer, from_model, to_model
+from kobako.stepfunctions.integrations import Integrations, TaskCall
+
+SUBMIT = "arn:aws:states:::batch:submitJob"
+POLL_FIRST, POLL_MAX = 0.05, 1.0  # seconds between DescribeJobs, doubling up to the max
+
+
+class BatchTasks:
+    def __init__(self, batch: Peer) -> None:
+        self.batch = batch
+        model = service_model("batch")
+        self.request_shape = model.operation_model("SubmitJob").input_shape
+        self.job_shape = model.shape_for("JobDetail")
+
+    def register(self, integrations: Integrations) -> None:
+        integrations.register(SUBMIT, self.submit)
+        integrations.register(SUBMIT + ".sync", self.run)
+
+    async def _submit(self, call: TaskCall) -> dict[str, Any]:
+        if not isinstance(call.parameters, dict):
+            raise StatesError(RUNTIME, "batch:submitJob needs an object of Parameters.")
+        params = to_model(self.request_shape, call.parameters)
+        try:
+            result: dict[str, Any] = await self.batch.call(
+                "SubmitJob", params, call.region, call.account_id)
+        except AwsError as exc:
+            raise StatesError(f"Batch.{_exception(exc.code)}", _cause(exc)) from None
+        return result
+
+    async def submit(self, call: TaskCall) -> Any:
+        return from_model(None, await self._submit(call))
+
+    async def run(self, call: TaskCall) -> Any:
+        job_id = str((await self._submit(call))["jobId"])
+        try:
+            job = await self._until_done(job_id, call)
+        except asyncio.CancelledError:
+            with contextlib.suppress(AwsError, StatesError):
+                await self.batch.call("TerminateJob", {
+                    "jobId": job_id, "reason": "Terminated by AWS Step Functions"},
+                    call.region, call.account_id)
+            raise
+        output = from_model(self.job_shape, job)
+        if job["status"] != "SUCCEEDED":
+            raise StatesError(TASK_FAILED, json.dumps(output, separators=(",", ":")))
+        return output
+
+    async def _until_done(self, job_id: str, call: TaskCall) -> dict[str, Any]:
+        delay = POLL_FIRST
+        while True:
+            found = await self.batch.call("DescribeJobs", {"jobs": [job_id]},
+                                          call.region, call.account_id)
+            jobs: list[dict[str, Any]] = found.get("jobs") or []
+            if not jobs:
+                raise StatesError(TASK_FAILED, f"The Batch job {job_id} no longer exists.")
+            if jobs[0]["status"] in ("SUCCEEDED", "FAILED"):
+                return jobs[0]
+            await asyncio.sleep(delay)
+            delay = min(delay * 2, POLL_MAX)
+
+
+def _exception(code: str) -> str:
+    return code if code.endswith("Exception") else code + "Exception"
+
+
+def _cause(exc: AwsError) -> str:
+    return f"{exc.message} (Service: AWSBatch, Status Code: {exc.status}, " \
+        f"Error Code: {exc.code})"
