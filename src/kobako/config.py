@@ -11,6 +11,12 @@ Read from an optional TOML file (`kobako serve --config FILE`):
     display_name = "alice"
     account_id = "111111111111"
 
+    [runtime]                          # how Batch runs job attempts
+    default = "process"                # or "container"; a CE tag kobako:runtime overrides
+    container_host = "unix:///run/podman/podman.sock"   # else DOCKER_HOST, docker.sock, ...
+    pull_timeout = 300                 # seconds before an image pull counts as failed
+    registry_mirror = "mirror.internal:5000"            # tried first for Docker Hub images
+
 Without a file there is one user, `test` / `test`, in account 000000000000.
 """
 
@@ -30,6 +36,32 @@ DEFAULT_USER = Credential(
 )
 
 
+RUNTIMES = ("process", "container")
+
+
+@dataclass
+class RuntimeConfig:
+    """Which backend runs Batch attempts by default, and how to reach a container engine."""
+
+    default: str = "process"
+    container_host: str | None = None
+    pull_timeout: float = 300.0
+    registry_mirror: str | None = None
+
+    @classmethod
+    def parse(cls, raw: dict[str, object]) -> RuntimeConfig:
+        out = cls()
+        out.default = str(raw.get("default", out.default))
+        if out.default not in RUNTIMES:
+            raise ValueError(f"[runtime] default must be one of {RUNTIMES}, not {out.default}")
+        host = raw.get("container_host")
+        out.container_host = str(host) if host else None
+        out.pull_timeout = float(str(raw.get("pull_timeout", out.pull_timeout)))
+        mirror = raw.get("registry_mirror")
+        out.registry_mirror = str(mirror) if mirror else None
+        return out
+
+
 @dataclass
 class Config:
     data_dir: Path
@@ -37,6 +69,7 @@ class Config:
     users: dict[str, Credential] = field(default_factory=lambda: {"test": DEFAULT_USER})
     hostnames: list[str] = field(default_factory=lambda: ["localhost", "s3.localhost"])
     fsync: bool = True
+    runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
 
     def lookup(self, access_key_id: str) -> Credential | None:
         return self.users.get(access_key_id)
@@ -50,6 +83,7 @@ class Config:
         config.region = str(raw.get("region", config.region))
         config.hostnames = [str(h) for h in raw.get("hostnames", config.hostnames)]
         config.fsync = bool(raw.get("fsync", True))
+        config.runtime = RuntimeConfig.parse(dict(raw.get("runtime", {})))
         if "users" in raw:
             config.users = {}
             for entry in raw["users"]:

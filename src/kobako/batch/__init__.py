@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from kobako.batch import definitions, environments, jobs
+from kobako.batch import definitions, environments, fairshare, jobs
 from kobako.batch.engine import Engine
 from kobako.batch.store import BatchStore
 from kobako.config import Config
 from kobako.logs.store import LogStore
 from kobako.protocol.codecs import RestJsonCodec
 from kobako.runtime.base import Runtime
-from kobako.runtime.process import ProcessRuntime
+from kobako.runtime.select import RuntimeSet
 from kobako.server.service import Handler, Service
 from kobako.spec import service_model
 from kobako.store.db import Database
@@ -20,17 +20,18 @@ __all__ = ["BatchStore", "Engine", "build"]
 def build(config: Config, db: Database, logs_store: LogStore,
           runtime: Runtime | None = None) -> Service:
     store = BatchStore(db)
-    engine = Engine(store, runtime or ProcessRuntime(), logs_store,
-                    config.data_dir / "batch" / "work")
+    runtimes = RuntimeSet(config.runtime, config.data_dir)  # cheap: engines connect lazily
+    engine = Engine(store, runtime or runtimes, logs_store, config.data_dir / "batch" / "work")
     handlers: dict[str, Handler] = {}
-    handlers.update(environments.build_handlers(store, engine.wake))
+    handlers.update(environments.build_handlers(store, engine.changed))
     handlers.update(definitions.build_handlers(store))
+    handlers.update(fairshare.build_handlers(store, engine.changed))
     handlers.update(jobs.build_handlers(store, engine))
     return Service(
         name="batch",
         codec=RestJsonCodec(service_model("batch")),
         handlers=handlers,
         signing_names=("batch",),
-        startup=[engine.start],
+        startup=[*([runtimes.open] if runtime is None else []), engine.start],
         shutdown=[engine.stop],
     )

@@ -16,14 +16,18 @@ import fnmatch
 import logging
 import os
 import shutil
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from kobako.batch.common import loads, now_ms
-from kobako.batch.store import BatchStore
+from kobako.batch import gpus as gpu_discovery
+from kobako.batch.common import dumps, loads, now_ms
+from kobako.batch.fairshare import DISPATCH_CHARGE_S, Policy, ShareUsage
+from kobako.batch.store import BatchStore, Ended
+from kobako.batch.workdirs import WorkdirPool
 from kobako.logs.store import LogStore, Scope
-from kobako.runtime.base import Attempt, AttemptSpec, Runtime, StartError
+from kobako.runtime.base import Attempt, AttemptSpec, Runtime, StartError, exit_reason
 from kobako.store.db import Row
 
 log = logging.getLogger("kobako.batch")
@@ -39,21 +43,33 @@ NEVER_FITS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requ
               "job queue.")
 
 
+# How many RUNNABLE jobs a scheduling pass looks at per queue (or per share): a
+# window, so that a pass costs the same with ten or ten thousand jobs waiting.
+WINDOW = 256
+
+
 @dataclass
 class Host:
-    """What this machine can give jobs at once."""
+    """What this machine can give jobs at once; `gpu_ids` are the device indices handed
+    out (default: 0..gpus-1)."""
 
     cpus: float
     memory_mib: int
     gpus: int = 0
+    gpu_ids: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.gpu_ids:
+            self.gpu_ids = tuple(str(i) for i in range(self.gpus))
+        self.gpus = len(self.gpu_ids)
 
     @classmethod
     def detect(cls) -> Host:
         cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
         memory = os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") // (1024 * 1024)
-        gpus = len([p for p in Path("/dev").glob("nvidia[0-9]*")])
-        return cls(float(cpus), int(memory), gpus)
+        found = gpu_discovery.discover()
+        return cls(float(cpus), int(memory), len(found), tuple(g.index for g in found))
 
 
 @dataclass
@@ -66,6 +82,10 @@ class Running:
     memory: int
     gpus: int
     task: asyncio.Task[None] | None = None
+    queue_arn: str = ""
+    share: str | None = None
+    gpu_ids: tuple[str, ...] = ()
+    started_s: float = 0.0
     attempt: Attempt | None = None
     stop_reason: str | None = None
     timed_out: bool = False
@@ -106,12 +126,27 @@ class Engine:
         self._wake = asyncio.Event()
         self._loop_task: asyncio.Task[None] | None = None
         self._stopping = False
+        # Attempt transitions waiting for the next pass's one transaction.
+        self._started: list[tuple[str, int, str, str | None]] = []
+        self._ended: list[Ended] = []
+        self.usage = ShareUsage()
+        self._decay: dict[str, float] = {}
+        # During a pass: job id -> (queue, share, GPU ids, vCPUs) of jobs being claimed,
+        # and whether the job the candidate generator last yielded was taken.
+        self._claiming: dict[str, tuple[str, str | None, tuple[str, ...], float]] = {}
+        self._taken = False
+        self._config: tuple[dict[str, Row], list[Row], dict[str, Policy]] | None = None
+        self._workdirs = WorkdirPool(self.work_root)
+        self._never_fits_seen = False
 
     # ------------------------------------------------------------ lifecycle
 
     async def start(self) -> None:
         self._wake = asyncio.Event()
         await self.recover()
+        self._workdirs.reset()
+        self._load_policies()
+        self.usage.rebuild(self.store, self._decay)
         self._stopping = False
         self._loop_task = asyncio.create_task(self._loop())
         self.wake()
@@ -132,6 +167,7 @@ class Engine:
                 await task
         await self.runtime.close()
         self.running.clear()
+        self._flush()
 
     def wake(self) -> None:
         self._wake.set()
@@ -145,6 +181,7 @@ class Engine:
             started = row["attempt_started"] or row["started_at"] or now_ms()
             self._record(row, detail, None, SERVER_DIED, SERVER_DIED, int(started))
             shutil.rmtree(self.work_root / job_id.replace(":", "_"), ignore_errors=True)
+        self._flush()
 
     # ------------------------------------------------------------ scheduling
 
@@ -159,56 +196,175 @@ class Engine:
                 await asyncio.sleep(0.5)
                 self.wake()
 
-    def _capacity(self) -> tuple[dict[str, float], float, int, int]:
+    def _flush(self) -> None:
+        """Write the attempts started and ended since the last pass, in one transaction."""
+        started, ended = self._started, self._ended
+        self._started, self._ended = [], []
+        self.store.apply(started, ended)
+
+    def _capacity(self) -> tuple[dict[str, float], float, int, list[str]]:
         per_ce: dict[str, float] = {}
+        taken: set[str] = set()
         for r in self.running.values():
             per_ce[r.ce_arn] = per_ce.get(r.ce_arn, 0.0) + r.vcpus
+            taken.update(r.gpu_ids)
         return (per_ce, sum(r.vcpus for r in self.running.values()),
                 sum(r.memory for r in self.running.values()),
-                sum(r.gpus for r in self.running.values()))
+                [g for g in self.host.gpu_ids if g not in taken])
+
+    def _load_policies(self) -> dict[str, Policy]:
+        """Each fair-share queue's policy (by queue ARN)."""
+        policies: dict[str, Policy] = {}
+        for row in self.store.db.query(
+                "SELECT q.arn, p.spec FROM batch_queues q JOIN batch_sched_policies p "
+                "ON p.arn = q.spec ->> '$.schedulingPolicyArn'"):
+            policies[str(row["arn"])] = Policy.parse(loads(row["spec"]))
+        self._decay = {q: p.decay_s for q, p in policies.items()}
+        return policies
+
+    def _candidates(self, queue: str, policy: Policy | None, now_s: float) -> Iterator[Row]:
+        """RUNNABLE jobs in dispatch order: FIFO, or fair share (lowest usage x weight
+        first; within a share, highest schedulingPriority, then oldest)."""
+        if policy is None:
+            yield from _pages(lambda after, size: self.store.runnable(queue, size, after))
+            return
+
+        def share_pages(share: str) -> Iterator[Row]:
+            return _pages(lambda after, size: self.store.runnable_in_share(
+                queue, share, size, after))
+
+        heads: dict[str, Iterator[Row]] = {
+            share: share_pages(share) for share in self.store.runnable_shares(queue)}
+        positions = dict.fromkeys(heads, 0)
+        while positions:
+            def key(share: str) -> tuple[float, float, str]:
+                weight = policy.weight(share)
+                running = sum(r.vcpus for r in self.running.values()
+                              if r.queue_arn == queue and r.share == share)
+                used = self.usage.value(queue, share, policy.decay_s, now_s, running)
+                return (used * weight, weight, share)
+
+            share = min(positions, key=key)
+            row = next(heads[share], None)
+            if row is None:
+                del positions[share]
+                continue
+            self._taken = self._never_fits_seen = False
+            yield row
+            if not self._taken and not self._never_fits_seen:
+                # The share's best job does not fit now: keep its order, try the others.
+                del positions[share]
+
+    def changed(self) -> None:
+        """Compute environments, queues or scheduling policies changed: re-read them."""
+        self._config = None
+        self.wake()
+
+    def _load_config(self) -> tuple[dict[str, Row], list[Row], dict[str, Policy]]:
+        if self._config is None:
+            db = self.store.db
+            ces = {str(r["arn"]): r for r in db.query(
+                "SELECT arn, state, max_vcpus FROM batch_compute_envs")}
+            queues = db.query("SELECT arn, ce_order FROM batch_queues WHERE state = 'ENABLED' "
+                              "ORDER BY priority DESC, created")
+            self._config = (ces, queues, self._load_policies())
+        return self._config
 
     def _schedule(self) -> None:
+        """One pass, one transaction: record what started and ended since the last pass,
+        then claim what fits now."""
         db = self.store.db
-        ces = {str(r["arn"]): r for r in db.query(
-            "SELECT arn, state, max_vcpus FROM batch_compute_envs")}
-        per_ce, cpus, memory, gpus = self._capacity()
-        assignments: list[tuple[str, str]] = []
+        per_ce, cpus, memory, free_gpus = self._capacity()
+        if cpus >= self.host.cpus:
+            self._flush()
+            return
+        ces, queues, policies = self._load_config()
+        now_s = now_ms() / 1000
+        assignments: list[tuple[str, str, str | None]] = []
+        self._claiming = {}
         blocked: list[tuple[str, str | None, str | None]] = []
+        started, ended = self._started, self._ended
+        self._started, self._ended = [], []
         with db.transaction():
-            for job in self.store.runnable(1000):
-                need_cpu = float(job["vcpus"])
-                need_mem = int(job["memory"] or 0)
-                need_gpu = int(job["gpus"])
-                order = [ces[a] for a in loads(job["ce_order"]) if a in ces]
-                reason = self._never_fits(order, need_cpu, need_mem, need_gpu)
-                if reason is not None:
-                    blocked.append((str(job["job_id"]), job["status_reason"], reason))
-                    continue
-                if cpus + need_cpu > self.host.cpus or memory + need_mem > self.host.memory_mib \
-                        or gpus + need_gpu > self.host.gpus:
-                    continue
-                for ce in order:
-                    if ce["state"] != "ENABLED":
+            self.store.apply(started, ended, in_transaction=True)
+            for queue in queues:
+                queue_arn = str(queue["arn"])
+                order = [ces[a] for a in loads(queue["ce_order"]) if a in ces]
+                policy = policies.get(queue_arn)
+                limit = self._queue_limit(queue_arn, policy, order)
+                for job in self._candidates(queue_arn, policy, now_s):
+                    if cpus >= self.host.cpus:
+                        break
+                    need_cpu = float(job["vcpus"])
+                    need_mem = int(job["memory"] or 0)
+                    need_gpu = int(job["gpus"])
+                    reason = self._never_fits(order, need_cpu, need_mem, need_gpu)
+                    if reason is not None:
+                        blocked.append((str(job["job_id"]), job["status_reason"], reason))
+                        self._never_fits_seen = True
                         continue
-                    limit = ce["max_vcpus"]
-                    used = per_ce.get(str(ce["arn"]), 0.0)
-                    if limit is not None and used + need_cpu > float(limit):
+                    if cpus + need_cpu > self.host.cpus or memory + need_mem > \
+                            self.host.memory_mib or need_gpu > len(free_gpus):
                         continue
-                    per_ce[str(ce["arn"])] = used + need_cpu
-                    cpus += need_cpu
-                    memory += need_mem
-                    gpus += need_gpu
-                    assignments.append((str(job["job_id"]), str(ce["arn"])))
-                    break
+                    if limit is not None and job["share"] is not None and \
+                            self._share_active(queue_arn, str(job["share"])) and \
+                            self._queue_vcpus(queue_arn) + need_cpu > limit:
+                        continue
+                    for ce in order:
+                        if ce["state"] != "ENABLED":
+                            continue
+                        ce_limit = ce["max_vcpus"]
+                        used = per_ce.get(str(ce["arn"]), 0.0)
+                        if ce_limit is not None and used + need_cpu > float(ce_limit):
+                            continue
+                        per_ce[str(ce["arn"])] = used + need_cpu
+                        cpus += need_cpu
+                        memory += need_mem
+                        gpu_ids = tuple(free_gpus[:need_gpu])
+                        del free_gpus[:need_gpu]
+                        share = None if job["share"] is None else str(job["share"])
+                        self._claiming[str(job["job_id"])] = (queue_arn, share, gpu_ids,
+                                                              need_cpu)
+                        self._taken = True
+                        assignments.append((str(job["job_id"]), str(ce["arn"]),
+                                            dumps(list(gpu_ids)) if gpu_ids else None))
+                        if policy is not None and share is not None:
+                            self.usage.charge(queue_arn, share, need_cpu * DISPATCH_CHARGE_S,
+                                              policy.decay_s, now_s)
+                        break
             for job_id, old, new in blocked:
                 if old != new:
                     self.store.set_reason(job_id, new)
             claimed = self.store.claim(assignments)
+        claiming, self._claiming = self._claiming, {}
         for row in claimed:
+            queue_arn, share, gpu_ids, _ = claiming[str(row["job_id"])]
             running = Running(str(row["job_id"]), str(row["ce_arn"]), float(row["vcpus"]),
-                              int(row["memory"] or 0), int(row["gpus"]))
+                              int(row["memory"] or 0), int(row["gpus"]), queue_arn=queue_arn,
+                              share=share, gpu_ids=gpu_ids, started_s=now_s)
             self.running[running.job_id] = running
             running.task = asyncio.create_task(self._run(row, running))
+
+    def _queue_limit(self, queue: str, policy: Policy | None, order: list[Row]
+                     ) -> float | None:
+        """vCPUs that shares already running may hold (computeReservation keeps the rest
+        for share identifiers not yet active); None when nothing is reserved."""
+        if policy is None or not policy.reservation:
+            return None
+        limits = [float(ce["max_vcpus"]) for ce in order if ce["max_vcpus"] is not None]
+        capacity = min(self.host.cpus, sum(limits)) if limits else self.host.cpus
+        active = len({r.share for r in self.running.values()
+                      if r.queue_arn == queue and r.share is not None}
+                     | {c[1] for c in self._claiming.values() if c[0] == queue})
+        return capacity * policy.usable_fraction(active)
+
+    def _share_active(self, queue: str, share: str) -> bool:
+        return any(r.queue_arn == queue and r.share == share for r in self.running.values()) \
+            or any(c[0] == queue and c[1] == share for c in self._claiming.values())
+
+    def _queue_vcpus(self, queue: str) -> float:
+        return sum(r.vcpus for r in self.running.values() if r.queue_arn == queue) + sum(
+            c[3] for c in self._claiming.values() if c[0] == queue)
 
     def _never_fits(self, order: list[Row], cpu: float, mem: int, gpu: int) -> str | None:
         if cpu > self.host.cpus or mem > self.host.memory_mib or gpu > self.host.gpus:
@@ -239,11 +395,13 @@ class Engine:
             env["AWS_BATCH_JOB_ARRAY_SIZE"] = str(row["array_size"])
         if row["array_index"] is not None:
             env["AWS_BATCH_JOB_ARRAY_INDEX"] = str(row["array_index"])
-        workdir = self.work_root / job_id.replace(":", "_") / str(len(attempts) + 1)
-        shutil.rmtree(workdir, ignore_errors=True)
+        env.update(gpu_environment(self.host, running.gpu_ids))
+        workdir = self._workdirs.take()
         spec = AttemptSpec(argv=list(container.get("command") or []), env=env, workdir=workdir,
                            vcpus=running.vcpus, memory_mib=int(row["memory"]) if row["memory"]
-                           else None, gpus=running.gpus, image=container.get("image"))
+                           else None, gpus=running.gpus, image=container.get("image"),
+                           properties=container, gpu_ids=running.gpu_ids,
+                           **self._runtime_choice(running.ce_arn))
         started = now_ms()
         try:
             try:
@@ -254,19 +412,27 @@ class Engine:
             running.attempt = attempt
             if running.stop_reason is not None:
                 await attempt.kill()
-            self.store.mark_running(job_id, started, attempt.ref)
+            # Written with the pass's other transitions, in one transaction.
+            self._started.append((job_id, started, attempt.ref, row["parent_id"]))
+            self.wake()
             stream = f"{detail['jobDefinitionName']}/default/{job_id}"
-            pump = asyncio.create_task(self._pump(attempt, Scope(row["account"], row["region"]),
-                                                  stream))
-            code = await self._wait(attempt, detail, running)
-            await pump
+            scope = Scope(row["account"], row["region"])
+            if (detail.get("timeout") or {}).get("attemptDurationSeconds") is None:
+                # No timeout to watch: read the output to its end, then the exit code
+                # (by then known): fewer event-loop hops for a short job.
+                await self._pump(attempt, scope, stream)
+                code = await self._wait(attempt, detail, running)
+            else:
+                pump = asyncio.create_task(self._pump(attempt, scope, stream))
+                code = await self._wait(attempt, detail, running)
+                await pump
             if running.stop_reason is not None:
                 self._record(row, detail, code, None, running.stop_reason, started, final=True,
                              terminated=True)
             elif running.timed_out:
                 self._record(row, detail, code, None, TIMED_OUT, started)
             else:
-                self._record(row, detail, code, None, EXITED, started)
+                self._record(row, detail, code, exit_reason(attempt), EXITED, started)
         except asyncio.CancelledError:
             if running.attempt is not None:
                 await running.attempt.kill()
@@ -277,8 +443,25 @@ class Engine:
         finally:
             if not self._stopping:
                 self.running.pop(job_id, None)
-                shutil.rmtree(workdir, ignore_errors=True)
-                self.wake()
+                self._workdirs.give(workdir)
+                self._pass_now()
+
+    def _pass_now(self) -> None:
+        """Record and refill right away when an attempt ends, rather than a loop hop
+        later (the pass is synchronous, so it never interleaves with another)."""
+        try:
+            self._schedule()
+        except Exception:
+            log.exception("batch scheduler pass failed")
+            self.wake()
+
+    def _runtime_choice(self, ce_arn: str) -> dict[str, Any]:
+        """The CE's tags pick its backend (kobako:runtime) and OCI runtime
+        (kobako:oci-runtime); untagged CEs use the configured default."""
+        tags = self.store.tags(ce_arn)
+        options = {"oci_runtime": tags["kobako:oci-runtime"]} if tags.get(
+            "kobako:oci-runtime") else {}
+        return {"runtime": tags.get("kobako:runtime"), "options": options}
 
     async def _wait(self, attempt: Attempt, detail: dict[str, Any], running: Running) -> int:
         seconds = (detail.get("timeout") or {}).get("attemptDurationSeconds")
@@ -295,21 +478,23 @@ class Engine:
         """Copy output lines to Logs, batching whatever has arrived since the last write."""
         batch: list[tuple[int, str]] = []
         lines = attempt.lines().__aiter__()
-        pending: asyncio.Task[Any] | None = None
+        pending: asyncio.Future[Any] | None = None
         while True:
-            if pending is None:
-                pending = asyncio.ensure_future(lines.__anext__())
-            if batch:
-                done, _ = await asyncio.wait({pending}, timeout=0.05)
-                if not done:
-                    self.logs.append(scope, LOG_GROUP, stream, batch)
-                    batch = []
-                    continue
             try:
-                line = await pending
+                if pending is None and not batch:
+                    # Nothing to flush: wait for the next line directly (no task).
+                    line = await lines.__anext__()
+                else:
+                    if pending is None:
+                        pending = asyncio.ensure_future(lines.__anext__())
+                    done, _ = await asyncio.wait({pending}, timeout=0.05)
+                    if not done:
+                        self.logs.append(scope, LOG_GROUP, stream, batch)
+                        batch = []
+                        continue
+                    line, pending = pending.result(), None
             except StopAsyncIteration:
                 break
-            pending = None
             batch.append((line.timestamp_ms, line.text))
             if len(batch) >= 500:
                 self.logs.append(scope, LOG_GROUP, stream, batch)
@@ -340,7 +525,15 @@ class Engine:
             status = "RUNNABLE"
         else:
             status = "FAILED"
-        self.store.end_attempt(job_id, attempt, status, status_reason, terminated)
+        running = self.running.get(job_id)
+        if running is not None and running.share is not None:
+            decay = self._decay.get(running.queue_arn, 0.0)
+            extra = now_ms() / 1000 - running.started_s - DISPATCH_CHARGE_S
+            self.usage.charge(running.queue_arn, running.share, running.vcpus * extra, decay,
+                              now_ms() / 1000)
+        attempts = [*(loads(row["attempts"]) or []), attempt]
+        self._ended.append(Ended(job_id, attempts, status, status_reason, terminated))
+        self.wake()
 
     # ------------------------------------------------------------ terminate
 
@@ -353,3 +546,30 @@ class Engine:
             running.stop_reason = reason
             if running.attempt is not None:
                 await running.attempt.kill()
+
+
+def _pages(fetch: Callable[[Row | None, int], list[Row]]) -> Iterator[Row]:
+    """Rows a page at a time, small pages first: a pass usually needs only a few jobs,
+    and stops reading when the host is full. At most WINDOW rows."""
+    after: Row | None = None
+    size, seen = 4, 0
+    while seen < WINDOW:
+        rows = fetch(after, size)
+        yield from rows
+        if len(rows) < size:
+            return
+        after, seen = rows[-1], seen + len(rows)
+        size = min(size * 4, WINDOW - seen)
+
+
+def gpu_environment(host: Host, gpu_ids: tuple[str, ...]) -> dict[str, str]:
+    """What a job on a GPU host sees: its own devices only (none without GPU=n), in
+    nvidia-smi's order so that index N is the same device for CUDA and for nvidia-smi."""
+    if not host.gpus:
+        return {}
+    if not gpu_ids:
+        return {"CUDA_VISIBLE_DEVICES": "", "NVIDIA_VISIBLE_DEVICES": "void"}
+    ids = ",".join(gpu_ids)
+    return {"CUDA_VISIBLE_DEVICES": ids, "NVIDIA_VISIBLE_DEVICES": ids,
+            "CUDA_DEVICE_ORDER": "PCI_BUS_ID"}
+

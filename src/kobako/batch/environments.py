@@ -87,6 +87,12 @@ def _ce_order(store: BatchStore, ctx: RequestContext, raw: Any) -> list[dict[str
     return sorted(order, key=lambda e: int(e["order"]))
 
 
+def _check_policy(store: BatchStore, policy_arn: Any) -> None:
+    if policy_arn and store.db.one("SELECT 1 FROM batch_sched_policies WHERE arn = ?",
+                                   (str(policy_arn),)) is None:
+        raise client_error(f"{policy_arn} does not exist")
+
+
 def _describe(rows: list[Row], params: dict[str, Any], names_key: str) -> tuple[list[Row], str]:
     wanted = params.get(names_key)
     if wanted:
@@ -98,7 +104,7 @@ def _describe(rows: list[Row], params: dict[str, Any], names_key: str) -> tuple[
 
 
 def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, Handler]:
-    """`changed` runs after a capacity-relevant update (state, maxvCpus, priority)."""
+    """`changed` runs after any change the scheduler must re-read (it caches them)."""
     db = store.db
 
     async def create_ce(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -138,6 +144,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
                 (ce_arn, ctx.account_id, ctx.region, name, state, max_vcpus, dumps(spec),
                  now_ms()))
             store.set_tags(ce_arn, params.get("tags") or {})
+        changed()
         return {"computeEnvironmentName": name, "computeEnvironmentArn": ce_arn}
 
     async def describe_ces(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -188,6 +195,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
                 raise client_error("Cannot delete, compute environment must be DISABLED first")
             db.execute("DELETE FROM batch_compute_envs WHERE arn = ?", (row["arn"],))
             db.execute("DELETE FROM batch_tags WHERE arn = ?", (row["arn"],))
+        changed()
         return {}
 
     async def create_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -195,6 +203,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
         if params.get("priority") is None:
             raise client_error("priority is required")
         order = _ce_order(store, ctx, params.get("computeEnvironmentOrder"))
+        _check_policy(store, params.get("schedulingPolicyArn"))
         queue_arn = arn(ctx.region, ctx.account_id, "job-queue", name)
         spec = {"computeEnvironmentOrder": order,
                 "schedulingPolicyArn": params.get("schedulingPolicyArn")}
@@ -208,6 +217,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
                  int(params["priority"]), dumps([e["computeEnvironment"] for e in order]),
                  dumps(spec), now_ms()))
             store.set_tags(queue_arn, params.get("tags") or {})
+        changed()
         return {"jobQueueName": name, "jobQueueArn": queue_arn}
 
     async def describe_queues(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -232,6 +242,12 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
                     store, ctx, params["computeEnvironmentOrder"])
                 order_arns = [e["computeEnvironment"] for e in spec["computeEnvironmentOrder"]]
             priority = params.get("priority", row["priority"])
+            if params.get("schedulingPolicyArn"):
+                if not spec.get("schedulingPolicyArn"):
+                    raise client_error("A scheduling policy can only be set on a job queue "
+                                       "created with one (a FIFO queue stays FIFO)")
+                _check_policy(store, params["schedulingPolicyArn"])
+                spec["schedulingPolicyArn"] = params["schedulingPolicyArn"]
             db.execute(
                 "UPDATE batch_queues SET state = ?, priority = ?, ce_order = ?, spec = ? "
                 "WHERE arn = ?",
@@ -251,6 +267,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
         with db.transaction():
             db.execute("DELETE FROM batch_queues WHERE arn = ?", (row["arn"],))
             db.execute("DELETE FROM batch_tags WHERE arn = ?", (row["arn"],))
+        changed()
         return {}
 
     return {

@@ -11,13 +11,15 @@ from kobako.batch.definitions import find_definition
 from kobako.batch.engine import Engine
 from kobako.batch.environments import find_queue
 from kobako.batch.paging import offset_of, page_size, token_for
-from kobako.batch.store import BatchStore
-from kobako.batch.submit import build_jobs, job_arn
+from kobako.batch.store import BatchStore, job_arn_of
+from kobako.batch.submit import build_jobs, job_arn, task_arn
 from kobako.server.service import Handler, RequestContext
 from kobako.store.db import Row
 
 
-def job_detail(store: BatchStore, row: Row) -> dict[str, Any]:
+def job_detail(store: BatchStore, row: Row, tags: dict[str, str] | None = None
+               ) -> dict[str, Any]:
+    """A job as DescribeJobs shows it; `tags` when the caller fetched them in bulk."""
     detail: dict[str, Any] = loads(row["detail"])
     attempts: list[dict[str, Any]] = loads(row["attempts"]) or []
     container = dict(detail["container"])
@@ -30,6 +32,18 @@ def job_detail(store: BatchStore, row: Row) -> dict[str, Any]:
                 container[key] = last[key]
     elif row["status"] in ("STARTING", "RUNNING") and not is_parent:
         container["logStreamName"] = f"{detail['jobDefinitionName']}/default/{row['job_id']}"
+    for key in ("volumes", "environment", "mountPoints", "ulimits", "secrets",
+                "networkInterfaces", "resourceRequirements"):
+        container.setdefault(key, [])
+    if row["gpu_ids"] and not is_parent:
+        # The devices the latest attempt got (AWS reports none; kobako shows them as the
+        # environment the job saw).
+        ids = ",".join(loads(row["gpu_ids"]))
+        container["environment"] = [
+            *[e for e in container["environment"]
+              if e.get("name") not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")],
+            {"name": "CUDA_VISIBLE_DEVICES", "value": ids},
+            {"name": "NVIDIA_VISIBLE_DEVICES", "value": ids}]
     out: dict[str, Any] = {
         "jobArn": job_arn(row),
         "jobName": row["name"],
@@ -42,7 +56,8 @@ def job_detail(store: BatchStore, row: Row) -> dict[str, Any]:
         "jobDefinition": row["def_arn"],
         "parameters": detail.get("parameters") or {},
         "container": container,
-        "tags": store.tags(job_arn(row)) if row["parent_id"] is None else {},
+        "tags": ({} if row["parent_id"] is not None else tags if tags is not None
+                 else store.tags(job_arn(row))),
         "platformCapabilities": detail.get("platformCapabilities") or ["EC2"],
         "isCancelled": bool(row["cancelled"]),
         "isTerminated": bool(row["terminated"]),
@@ -73,6 +88,8 @@ def job_summary(row: Row) -> dict[str, Any]:
         "status": row["status"],
         "jobDefinition": row["def_arn"],
     }
+    if row["share"] is not None:
+        out["shareIdentifier"] = row["share"]
     for key, column in (("statusReason", "status_reason"), ("startedAt", "started_at"),
                         ("stoppedAt", "stopped_at")):
         if row[column] is not None:
@@ -161,16 +178,20 @@ def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
         definition = find_definition(store, ctx, def_ref)
         if definition is None or definition["status"] != "ACTIVE":
             raise client_error(f"Job definition {def_ref} does not exist or is not ACTIVE")
-        jobs = build_jobs(store, ctx.account_id, ctx.region, queue, definition,
-                          loads(definition["spec"]), params)
-        store.insert(jobs)
-        row = store.job(jobs[0].job_id)
-        assert row is not None
-        arn = job_arn(row)
-        if params.get("tags"):
-            store.set_tags(arn, params["tags"])
+        spec = loads(definition["spec"])
+        jobs = build_jobs(store, ctx.account_id, ctx.region, queue, definition, spec, params)
+        tags = params.get("tags") or {}
+        task_tags: dict[str, dict[str, str]] = {}
+        if params.get("propagateTags", spec.get("propagateTags")):
+            # AWS puts the job's and the definition's tags (the job's win on a clash) on
+            # the ECS task; kobako records them under each job's task ARN.
+            merged = {**store.tags(str(definition["arn"])), **tags}
+            task_tags = {task_arn(ctx.region, ctx.account_id, j.job_id): merged
+                         for j in jobs if not (j.array_size and j.parent_id is None)}
+        store.insert(jobs, tags, task_tags)
         engine.wake()
-        return {"jobArn": arn, "jobName": row["name"], "jobId": row["job_id"]}
+        first = jobs[0]
+        return {"jobArn": job_arn_of(first), "jobName": first.name, "jobId": first.job_id}
 
     async def describe_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         ids = [str(i) for i in params.get("jobs") or []]
@@ -178,7 +199,9 @@ def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
             raise client_error("DescribeJobs accepts at most 100 job IDs")
         ids = [i.rsplit("/", 1)[-1] if i.startswith("arn:") else i for i in ids]
         rows = {str(r["job_id"]): r for r in store.jobs(ids)}
-        return {"jobs": [job_detail(store, rows[i]) for i in dict.fromkeys(ids) if i in rows]}
+        tags = store.tags_many([job_arn(r) for r in rows.values()])
+        return {"jobs": [job_detail(store, rows[i], tags.get(job_arn(rows[i]), {}))
+                         for i in dict.fromkeys(ids) if i in rows]}
 
     async def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         where, args, keep = _list_filter(ctx, store, params)

@@ -90,7 +90,25 @@ SCHEMA = [
         value TEXT NOT NULL,
         PRIMARY KEY (arn, key)
     ) WITHOUT ROWID
+    """,
+    # Fair share and GPUs: a job's share identifier and scheduling priority, the GPU
+    # devices its latest attempt got; runnable jobs indexed in fair-share order.
     """
+    ALTER TABLE batch_jobs ADD COLUMN share TEXT;
+    ALTER TABLE batch_jobs ADD COLUMN sched_priority INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE batch_jobs ADD COLUMN gpu_ids TEXT;
+    CREATE INDEX batch_jobs_runnable ON batch_jobs (queue_arn, share, sched_priority DESC, seq)
+        WHERE status = 'RUNNABLE';
+    CREATE TABLE batch_sched_policies (
+        arn TEXT PRIMARY KEY,
+        account TEXT NOT NULL,
+        region TEXT NOT NULL,
+        name TEXT NOT NULL,
+        spec TEXT NOT NULL,
+        created INTEGER NOT NULL,
+        UNIQUE (account, region, name)
+    )
+    """,
 ]
 
 DEPENDENT_FAILED = "Dependent Job failed"
@@ -115,6 +133,19 @@ class NewJob:
     array_index: int | None = None
     array_size: int | None = None
     deps: list[str] = field(default_factory=list)
+    share: str | None = None
+    sched_priority: int = 0
+
+
+@dataclass
+class Ended:
+    """A finished attempt to record: `status` RUNNABLE means retry, else final."""
+
+    job_id: str
+    attempts: list[dict[str, Any]]
+    status: str
+    reason: str | None
+    terminated: bool = False
 
 
 class BatchStore:
@@ -134,6 +165,16 @@ class BatchStore:
     def remove_tags(self, arn: str, keys: Iterable[str]) -> None:
         self.db.executemany("DELETE FROM batch_tags WHERE arn = ? AND key = ?",
                             [(arn, k) for k in keys])
+
+    def tags_many(self, arns: Sequence[str]) -> dict[str, dict[str, str]]:
+        """Tags of many resources in one query (DescribeJobs)."""
+        out: dict[str, dict[str, str]] = {}
+        if arns:
+            rows = self.db.query("SELECT arn, key, value FROM batch_tags WHERE arn IN "
+                                 "(SELECT value FROM json_each(?))", (dumps(list(arns)),))
+            for r in rows:
+                out.setdefault(str(r["arn"]), {})[str(r["key"])] = str(r["value"])
+        return out
 
     def tags(self, arn: str) -> dict[str, str]:
         rows = self.db.query("SELECT key, value FROM batch_tags WHERE arn = ?", (arn,))
@@ -171,28 +212,42 @@ class BatchStore:
 
     # ------------------------------------------------------------ jobs: submit
 
-    def insert(self, jobs: Sequence[NewJob]) -> None:
-        """Insert jobs as SUBMITTED, then move each to PENDING, RUNNABLE or FAILED."""
+    def insert(self, jobs: Sequence[NewJob], tags: dict[str, str] | None = None,
+               task_tags: dict[str, dict[str, str]] | None = None) -> int:
+        """Insert jobs, each moved on to PENDING, RUNNABLE or FAILED in the same
+        transaction (a job with no dependencies goes straight to RUNNABLE: one statement);
+        `tags` go on the first job, `task_tags` on task ARNs. Returns the creation time."""
         now = now_ms()
+
+        def status(j: NewJob) -> str:
+            if j.array_size and j.parent_id is None:
+                return "PENDING"
+            return "SUBMITTED" if j.deps else "RUNNABLE"
+
         with self.db.transaction():
             self.db.executemany(
                 "INSERT INTO batch_jobs (job_id, account, region, name, queue_arn, def_arn, "
                 "status, created_at, vcpus, memory, gpus, parent_id, array_index, array_size, "
-                "detail) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "detail, share, sched_priority) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.job_id, j.account, j.region, j.name, j.queue_arn, j.def_arn,
-                     "PENDING" if j.array_size and j.parent_id is None else "SUBMITTED",
-                     now, j.vcpus, j.memory, j.gpus, j.parent_id, j.array_index,
-                     j.array_size, dumps(j.detail))
+                     status(j), now, j.vcpus, j.memory, j.gpus, j.parent_id, j.array_index,
+                     j.array_size, dumps(j.detail), j.share, j.sched_priority)
                     for j in jobs
                 ],
             )
-            self.db.executemany(
-                "INSERT OR IGNORE INTO batch_deps (job_id, depends_on) VALUES (?, ?)",
-                [(j.job_id, dep) for j in jobs for dep in j.deps],
-            )
+            if any(j.deps for j in jobs):
+                self.db.executemany(
+                    "INSERT OR IGNORE INTO batch_deps (job_id, depends_on) VALUES (?, ?)",
+                    [(j.job_id, dep) for j in jobs for dep in j.deps],
+                )
+            if tags and jobs:
+                self.set_tags(job_arn_of(jobs[0]), tags)
+            for task, values in (task_tags or {}).items():
+                self.set_tags(task, values)
             for job in jobs:
-                if job.array_size and job.parent_id is None:
+                if status(job) != "SUBMITTED":
                     continue
                 row = self.job(job.job_id)
                 if row is None or row["status"] != "SUBMITTED":
@@ -202,6 +257,7 @@ class BatchStore:
             for parent in parents:
                 if self._refresh_parent(parent, now):
                     self._settle([parent], now)
+        return now
 
     def _unmet(self, job_id: str) -> tuple[int, int]:
         """(dependencies not yet SUCCEEDED, dependencies FAILED)."""
@@ -278,60 +334,99 @@ class BatchStore:
 
     # ------------------------------------------------------------ jobs: scheduling
 
-    def runnable(self, limit: int) -> list[Row]:
-        """RUNNABLE jobs of enabled queues, best queue priority first, then oldest."""
-        return self.db.query(
-            "SELECT j.job_id, j.queue_arn, j.vcpus, j.memory, j.gpus, j.status_reason, "
-            "q.ce_order FROM batch_jobs j JOIN batch_queues q ON q.arn = j.queue_arn "
-            "WHERE j.status = 'RUNNABLE' AND q.state = 'ENABLED' "
-            "ORDER BY q.priority DESC, j.seq LIMIT ?", (limit,))
+    _CANDIDATE = ("SELECT seq, job_id, vcpus, memory, gpus, status_reason, share, "
+                  "sched_priority FROM batch_jobs ")
 
-    def claim(self, assignments: list[tuple[str, str]]) -> list[Row]:
-        """Move RUNNABLE jobs to STARTING on their compute environments, in one UPDATE."""
-        if not assignments:
-            return []
+    def runnable(self, queue_arn: str, limit: int, after: Row | None = None) -> list[Row]:
+        """A FIFO queue's oldest RUNNABLE jobs, a page at a time (after `after`)."""
         return self.db.query(
-            "UPDATE batch_jobs AS j SET status = 'STARTING', ce_arn = a.ce, "
-            "status_reason = NULL, runtime_ref = NULL FROM (SELECT value ->> 0 AS id, "
-            "value ->> 1 AS ce FROM json_each(?)) AS a "
-            "WHERE j.job_id = a.id AND j.status = 'RUNNABLE' RETURNING *",
-            (dumps(assignments),),
-        )
+            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND queue_arn = ? AND seq > ? "
+            "ORDER BY seq LIMIT ?", (queue_arn, after["seq"] if after else 0, limit))
+
+    def runnable_shares(self, queue_arn: str) -> list[str]:
+        rows = self.db.query("SELECT DISTINCT share FROM batch_jobs WHERE status = 'RUNNABLE' "
+                             "AND queue_arn = ?", (queue_arn,))
+        return [str(r["share"]) for r in rows]
+
+    def runnable_in_share(self, queue_arn: str, share: str, limit: int,
+                          after: Row | None = None) -> list[Row]:
+        """One share's RUNNABLE jobs: highest scheduling priority first, then oldest."""
+        prio, seq = (after["sched_priority"], after["seq"]) if after else (1 << 62, 0)
+        return self.db.query(
+            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND queue_arn = ? AND share = ? "
+            "AND (sched_priority < ? OR (sched_priority = ? AND seq > ?)) "
+            "ORDER BY sched_priority DESC, seq LIMIT ?",
+            (queue_arn, share, prio, prio, seq, limit))
+
+    def recent_share_jobs(self, queue_arn: str, since_ms: int) -> list[Row]:
+        return self.db.query(
+            "SELECT share, vcpus, started_at, stopped_at FROM batch_jobs WHERE queue_arn = ? "
+            "AND share IS NOT NULL AND started_at IS NOT NULL AND parent_id IS NULL "
+            "AND array_size IS NULL AND COALESCE(stopped_at, started_at) >= ?"
+            " UNION ALL SELECT share, vcpus, started_at, stopped_at FROM batch_jobs "
+            "WHERE queue_arn = ? AND share IS NOT NULL AND started_at IS NOT NULL AND "
+            "parent_id IS NOT NULL AND COALESCE(stopped_at, started_at) >= ?",
+            (queue_arn, since_ms, queue_arn, since_ms))
+
+    def claim(self, assignments: Sequence[Sequence[str | None]]) -> list[Row]:
+        """Move RUNNABLE jobs to STARTING: (job id, compute environment, GPU ids as JSON
+        or None) each. One keyed UPDATE per job: an UPDATE ... FROM json_each would scan
+        every RUNNABLE job (SQLite drives it from the status index)."""
+        claimed: list[Row] = []
+        for job_id, ce, gpus, *_ in ([*a, None] for a in assignments):
+            claimed += self.db.query(
+                "UPDATE batch_jobs SET status = 'STARTING', ce_arn = ?, gpu_ids = ?, "
+                "status_reason = NULL, runtime_ref = NULL WHERE job_id = ? "
+                "AND status = 'RUNNABLE' RETURNING *", (ce, gpus, job_id))
+        return claimed
 
     def set_reason(self, job_id: str, reason: str | None) -> None:
         self.db.execute("UPDATE batch_jobs SET status_reason = ? WHERE job_id = ?",
                         (reason, job_id))
 
     def mark_running(self, job_id: str, started: int, ref: str) -> None:
-        with self.db.transaction():
-            self.db.execute(
-                "UPDATE batch_jobs SET status = 'RUNNING', started_at = ?, attempt_started = ?, "
-                "runtime_ref = ? WHERE job_id = ? AND status = 'STARTING'",
-                (started, started, ref, job_id))
-            row = self.job(job_id)
-            if row is not None and row["parent_id"]:
-                self._refresh_parent(str(row["parent_id"]), started)
+        row = self.job(job_id)
+        self.apply([(job_id, started, ref, row["parent_id"] if row else None)], [])
 
     def end_attempt(
         self, job_id: str, attempt: dict[str, Any], status: str, reason: str | None,
         terminated: bool = False,
     ) -> None:
         """Record a finished attempt; `status` RUNNABLE means retry, else final."""
+        row = self.job(job_id)
+        if row is None:
+            return
+        attempts = [*(loads(row["attempts"]) or []), attempt]
+        self.apply([], [Ended(job_id, attempts, status, reason, terminated)])
+
+    def apply(self, started: Sequence[tuple[str, int, str, str | None]],
+              ended: Sequence[Ended], in_transaction: bool = False) -> None:
+        """Record started attempts (job id, start ms, runtime ref, array parent) and
+        finished ones in one transaction, started first: the scheduler's batched write."""
+        if not started and not ended:
+            return
+        if not in_transaction:
+            with self.db.transaction():
+                self.apply(started, ended, in_transaction=True)
+            return
         now = now_ms()
-        with self.db.transaction():
-            row = self.job(job_id)
-            if row is None:
-                return
-            attempts = loads(row["attempts"]) or []
-            attempts.append(attempt)
-            self.db.execute(
+        if started:
+            self.db.executemany(
+                "UPDATE batch_jobs SET status = 'RUNNING', started_at = ?, "
+                "attempt_started = ?, runtime_ref = ? WHERE job_id = ? "
+                "AND status = 'STARTING'",
+                [(at, at, ref, job_id) for job_id, at, ref, _ in started])
+            for parent in {p for *_, p in started if p}:
+                self._refresh_parent(parent, now)
+        if ended:
+            self.db.executemany(
                 "UPDATE batch_jobs SET status = ?, status_reason = ?, attempts = ?, "
                 "stopped_at = ?, ce_arn = NULL, runtime_ref = NULL, "
                 "terminated = terminated OR ? WHERE job_id = ?",
-                (status, reason, dumps(attempts), now if status in TERMINAL else None,
-                 terminated, job_id))
-            if status in TERMINAL:
-                self._settle([job_id], now)
+                [(e.status, e.reason, dumps(e.attempts),
+                  now if e.status in TERMINAL else None, e.terminated, e.job_id)
+                 for e in ended])
+            self._settle([e.job_id for e in ended if e.status in TERMINAL], now)
 
     def stop_waiting(self, job_ids: Sequence[str], reason: str, cancelled: bool) -> list[str]:
         """Fail jobs that have not started yet (CancelJob/TerminateJob); returns those hit."""
@@ -353,3 +448,7 @@ class BatchStore:
         return self.db.query(
             f"SELECT * FROM batch_jobs WHERE {where} ORDER BY seq DESC LIMIT ? OFFSET ?",
             (*params, limit, offset))
+
+
+def job_arn_of(job: NewJob) -> str:
+    return f"arn:aws:batch:{job.region}:{job.account}:job/{job.job_id}"

@@ -12,7 +12,7 @@ import re
 import uuid
 from typing import Any
 
-from kobako.batch.common import TERMINAL, arn, check_name, client_error
+from kobako.batch.common import TERMINAL, arn, check_name, client_error, loads
 from kobako.batch.definitions import validate_retry, validate_timeout
 from kobako.batch.store import BatchStore, NewJob
 from kobako.store.db import Row
@@ -95,6 +95,7 @@ def build_jobs(
     if params.get("arrayProperties") is not None and not 2 <= array_size <= 10_000:
         raise client_error("Array job size must be between 2 and 10000")
     deps = _check_dependencies(store, depends, array_size)
+    share, priority = share_and_priority(queue, definition_spec, params)
     job_id = str(uuid.uuid4())
     detail: dict[str, Any] = {
         "jobDefinitionName": definition["name"],
@@ -106,8 +107,8 @@ def build_jobs(
         "tags": params.get("tags") or {},
         "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
         "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
-        "schedulingPriority": params.get("schedulingPriorityOverride"),
-        "shareIdentifier": params.get("shareIdentifier"),
+        "schedulingPriority": priority,
+        "shareIdentifier": share,
     }
     def job(job_id: str, deps: list[str], parent: str | None = None,
             index: int | None = None) -> NewJob:
@@ -115,7 +116,8 @@ def build_jobs(
             job_id=job_id, account=account, region=region, name=name,
             queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]), vcpus=vcpus,
             memory=memory, gpus=gpus, detail=detail, parent_id=parent, array_index=index,
-            array_size=array_size or None, deps=deps)
+            array_size=array_size or None, deps=deps, share=share,
+            sched_priority=priority or 0)
 
     if not array_size:
         return [job(job_id, deps)]
@@ -133,6 +135,27 @@ def build_jobs(
                 child_deps.append(str(dep["jobId"]))
         jobs.append(job(f"{job_id}:{index}", child_deps, job_id, index))
     return jobs
+
+
+def share_and_priority(queue: Row, definition: dict[str, Any], params: dict[str, Any]
+                       ) -> tuple[str | None, int | None]:
+    """A fair-share queue needs a shareIdentifier and a FIFO queue refuses one; the
+    scheduling priority is the override, else the definition's (0-9999, higher first)."""
+    fair = bool((loads(queue["spec"]) or {}).get("schedulingPolicyArn"))
+    share = params.get("shareIdentifier")
+    if fair and not share:
+        raise client_error("shareIdentifier must be specified.")
+    if not fair and share:
+        raise client_error("shareIdentifier is not supported for a job queue without a "
+                           "scheduling policy.")
+    if share is not None and (len(str(share)) > 255 or "*" in str(share)):
+        raise client_error("shareIdentifier must be 1-255 characters long and must not "
+                           "contain an asterisk (*).")
+    raw = params.get("schedulingPriorityOverride", definition.get("schedulingPriority"))
+    priority = None if raw is None else int(raw)
+    if priority is not None and not 0 <= priority <= 9999:
+        raise client_error("schedulingPriority must be between 0 and 9999.")
+    return (str(share) if share else None), priority
 
 
 def _check_dependencies(store: BatchStore, depends: list[dict[str, Any]], array_size: int
@@ -160,6 +183,11 @@ def _check_dependencies(store: BatchStore, depends: list[dict[str, Any]], array_
         if row["status"] not in TERMINAL or row["status"] == "FAILED":
             found.append(target)
     return found
+
+
+def task_arn(region: str, account: str, job_id: str) -> str:
+    """The ECS task ARN an attempt reports (one per job, as AWS's look)."""
+    return f"arn:aws:ecs:{region}:{account}:task/kobako/{job_id.replace(':', '-')}"
 
 
 def job_arn(row: Row) -> str:

@@ -6,10 +6,10 @@ an attempt, read its output lines, wait for its exit code, kill it.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 
 @dataclass(frozen=True)
@@ -23,6 +23,15 @@ class AttemptSpec:
     memory_mib: int | None = None
     gpus: int = 0
     image: str | None = None
+    # Which backend runs it ("process", "container"); None means the configured default.
+    runtime: str | None = None
+    # Backend options a compute environment may pin, e.g. {"oci_runtime": "runc"}.
+    options: Mapping[str, str] = field(default_factory=dict)
+    # The job's resolved containerProperties (volumes, mountPoints, linuxParameters,
+    # ulimits, user, ...): the process backend ignores them, the container one honours them.
+    properties: Mapping[str, Any] = field(default_factory=dict)
+    # GPU device ids the scheduler assigned (empty: any `gpus` devices).
+    gpu_ids: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -55,6 +64,14 @@ class Attempt(Protocol):
         ...
 
     async def kill(self) -> None: ...
+
+
+def exit_reason(attempt: Attempt) -> str | None:
+    """Why the attempt ended, when the backend knows better than its exit code (e.g.
+    'OutOfMemoryError: ...'); an optional `exit_reason` attribute, so that simple
+    backends and test doubles need not declare it."""
+    reason = getattr(attempt, "exit_reason", None)
+    return reason if isinstance(reason, str) else None
 
 
 class Runtime(Protocol):

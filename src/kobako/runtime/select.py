@@ -1,0 +1,76 @@
+"""One Runtime that hands each attempt to the backend its compute environment chose.
+
+Batch keeps a single `Runtime`; the choice ("process" or "container") travels in
+`AttemptSpec.runtime`, and a durable ref says which backend can reap it, so the
+scheduler needs no knowledge of backends. The container backend is built lazily: a
+server that never runs a container never needs an engine.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from pathlib import Path
+
+from kobako.config import RuntimeConfig
+from kobako.runtime.base import Attempt, AttemptSpec, StartError
+from kobako.runtime.container import ContainerRuntime
+from kobako.runtime.process import ProcessRuntime
+
+log = logging.getLogger("kobako.runtime")
+_PING_S = 5.0
+
+
+def owner_label(data_dir: Path) -> str:
+    """Stable across restarts, distinct per data directory (servers may share an engine)."""
+    return hashlib.sha256(str(data_dir.resolve()).encode()).hexdigest()[:16]
+
+
+class RuntimeSet:
+    """Dispatches start/reap/close to the process and container backends."""
+
+    def __init__(self, config: RuntimeConfig, data_dir: Path) -> None:
+        self.default = config.default
+        self.process = ProcessRuntime()
+        self.container = ContainerRuntime(config.container_host, owner_label(data_dir),
+                                          config.pull_timeout, config.registry_mirror)
+
+    async def open(self) -> None:
+        """At server start: say which runtime is the default and whether the engine
+        answers, and remove containers a previous run of this server left behind."""
+        try:
+            engine = await asyncio.wait_for(self.container.describe(), _PING_S)
+        except TimeoutError:
+            log.warning("batch runtime: default %s; container engine at %s did not answer "
+                        "within %g s", self.default, self.container.host, _PING_S)
+            return
+        except Exception as error:
+            level = logging.WARNING if self.default == "container" else logging.INFO
+            log.log(level, "batch runtime: default %s; container engine at %s did not "
+                    "answer: %s", self.default, self.container.host, error)
+            return
+        log.info("batch runtime: default %s; container engine answered: %s", self.default,
+                 engine)
+        removed = await self.container.sweep()
+        if removed:
+            log.info("removed %d container(s) left by a previous run", removed)
+
+    async def start(self, spec: AttemptSpec) -> Attempt:
+        name = spec.runtime or self.default
+        if name == "process":
+            return await self.process.start(spec)
+        if name == "container":
+            return await self.container.start(spec)
+        raise StartError(f"CannotStartContainerError: unknown kobako runtime {name!r} "
+                         "(tag kobako:runtime must be process or container)")
+
+    async def reap(self, ref: str, marker: str) -> None:
+        if ref.startswith("container:"):
+            await self.container.reap(ref, marker)
+        else:
+            await self.process.reap(ref, marker)
+
+    async def close(self) -> None:
+        await self.process.close()
+        await self.container.close()

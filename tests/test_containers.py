@@ -1,0 +1,346 @@
+"""Batch jobs as real OCI containers: Podman's Docker Engine API on a socket this test
+session starts itself, a busybox image built with `podman import`, and kobako servers
+whose compute environments are tagged for the container runtime."""
+
+from __future__ import annotations
+
+import http.server
+import os
+import shutil
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from batch_helpers import Env, make_env, wait_for
+from conftest import Server, start_server
+
+docker = pytest.importorskip("docker")
+
+IMAGE = f"localhost/kobako-test/busybox:{os.getpid()}"  # per session: removed at the end
+TOOLS = ("sh", "echo", "cat", "ls", "sleep", "env", "id", "head", "tr", "grep", "touch",
+         "test", "true", "stat", "mkdir")
+CONTAINERS_CONF = """\
+[containers]
+default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
+[engine]
+runtime = "runc"
+cgroup_manager = "cgroupfs"
+"""
+# CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE: no NET_RAW, MKNOD...
+MINIMAL_CAPS = 0x4FB
+OOM = "OutOfMemoryError: Container killed due to memory usage"
+
+
+def _have_podman() -> str | None:
+    """None if podman is usable, else why not; installs it (as root) when missing."""
+    if shutil.which("podman") and shutil.which("busybox"):
+        return None
+    if os.geteuid() != 0 or not shutil.which("apt-get"):
+        return "podman is not installed and this user cannot install it"
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    try:
+        subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True,
+                       timeout=300)
+        subprocess.run(["apt-get", "install", "-y", "podman", "runc", "fuse-overlayfs",
+                        "busybox-static"], env=env, check=True, capture_output=True, timeout=600)
+    except (subprocess.SubprocessError, OSError) as error:
+        return f"installing podman failed: {error}"
+    return None if shutil.which("podman") and shutil.which("busybox") else \
+        "podman or busybox still missing after apt-get install"
+
+
+class _RateLimited(http.server.BaseHTTPRequestHandler):
+    """A registry that is up (/v2/ answers) but refuses every manifest with a 429."""
+
+    def _answer(self) -> None:
+        if self.path == "/v2/":
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        body = (b'{"errors":[{"code":"TOOMANYREQUESTS","message":"You have reached your '
+                b'pull rate limit."}]}')
+        self.send_response(429)
+        self.send_header("Retry-After", "0")  # Podman retries 429s; keep that quick
+        self.send_header("RateLimit-Limit", "100;w=21600")
+        self.send_header("RateLimit-Remaining", "0;w=21600")
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _answer
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@dataclass
+class Engine:
+    host: str
+    client: Any
+    registry: str  # "127.0.0.1:PORT"
+
+    def job_containers(self, job_id: str) -> list[Any]:
+        return list(self.client.containers.list(
+            all=True, filters={"label": f"kobako.job-id={job_id}"}))
+
+
+def _build_image(root: Path, env: dict[str, str]) -> str | None:
+    """A busybox image made with `podman import` (no registry needed); None or why not."""
+    rootfs = root / "rootfs"
+    (rootfs / "bin").mkdir(parents=True)
+    (rootfs / "tmp").mkdir()
+    (rootfs / "etc").mkdir()
+    (rootfs / "etc" / "kobako-test-image").write_text("busybox\n")
+    shutil.copy(str(shutil.which("busybox")), rootfs / "bin" / "busybox")
+    for tool in TOOLS:
+        (rootfs / "bin" / tool).symlink_to("busybox")
+    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(root / "rootfs.tar"), "."], check=True)
+    imported = subprocess.run(["podman", "import", str(root / "rootfs.tar"), IMAGE], env=env,
+                              capture_output=True, text=True)
+    return None if imported.returncode == 0 else \
+        f"podman cannot import an image here: {imported.stderr.strip()}"
+
+
+def _connect(host: str, service: subprocess.Popen[bytes]) -> Any:
+    path = host.removeprefix("unix://")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline and service.poll() is None:
+        with socket.socket(socket.AF_UNIX) as probe:
+            try:
+                probe.connect(path)
+            except OSError:
+                time.sleep(0.1)
+                continue
+        return docker.DockerClient(base_url=host, version="auto", timeout=30)
+    return None
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
+    why = _have_podman()
+    if why:
+        pytest.skip(why)
+    root = tmp_path_factory.mktemp("podman")
+    registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RateLimited)
+    threading.Thread(target=registry.serve_forever, daemon=True).start()
+    registry_addr = f"127.0.0.1:{registry.server_address[1]}"
+    (root / "containers.conf").write_text(CONTAINERS_CONF)
+    (root / "registries.conf").write_text(
+        f'unqualified-search-registries = []\n[[registry]]\nlocation = "{registry_addr}"\n'
+        "insecure = true\n")
+    env = {**os.environ, "CONTAINERS_CONF": str(root / "containers.conf"),
+           "CONTAINERS_REGISTRIES_CONF": str(root / "registries.conf")}
+    host = f"unix://{root}/podman.sock"
+    service: subprocess.Popen[bytes] | None = None
+    client = None
+    try:
+        why = _build_image(root, env)
+        if why:
+            pytest.skip(why)
+        with open(root / "service.log", "wb") as log:
+            service = subprocess.Popen(["podman", "system", "service", "--time=0", host],
+                                       env=env, stdout=subprocess.DEVNULL, stderr=log)
+        client = _connect(host, service)
+        if client is None:
+            pytest.skip(f"podman system service did not start: "
+                        f"{(root / 'service.log').read_text()[-2000:]}")
+        try:
+            probe = client.containers.run(IMAGE, ["echo", "ok"], remove=True)
+        except docker.errors.DockerException as error:
+            pytest.skip(f"podman cannot run a container here: {error}")
+        assert probe.strip() == b"ok"
+        yield Engine(host, client, registry_addr)
+    finally:
+        if client is not None:
+            client.close()
+        if service is not None:
+            service.terminate()
+            service.wait(timeout=10)
+        subprocess.run(["podman", "rmi", "-f", IMAGE], env=env, capture_output=True)
+        registry.shutdown()
+        registry.server_close()
+
+
+def _config(path: Path, engine: Engine) -> Path:
+    path.write_text(f'[runtime]\ndefault = "process"\ncontainer_host = "{engine.host}"\n'
+                    "pull_timeout = 30\n")
+    return path
+
+
+@pytest.fixture(scope="module")
+def csrv(engine: Engine, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("kobako-containers")
+    running = start_server(root / "data", config=_config(root / "kobako.toml", engine))
+    yield running
+    running.stop()
+    assert " -> 500 " not in running.log(), "a request was answered with HTTP 500"
+
+
+def container_env(batch: Any) -> Env:
+    """A CE tagged for the container runtime, with its queue."""
+    env = make_env(batch, max_vcpus=4)
+    ce = batch.describe_compute_environments(computeEnvironments=[env.ce])
+    batch.tag_resource(resourceArn=ce["computeEnvironments"][0]["computeEnvironmentArn"],
+                       tags={"kobako:runtime": "container"})
+    return env
+
+
+def _definition(env: Env, script: str, memory: int = 64, job: dict[str, Any] | None = None,
+                **container: Any) -> str:
+    """A definition running `script` in the test image; `job` holds top-level fields."""
+    return env.definition(["sh", "-c", script], container={
+        "image": IMAGE, "resourceRequirements": [{"type": "VCPU", "value": "0.5"},
+                                                 {"type": "MEMORY", "value": str(memory)}],
+        **container}, **(job or {}))
+
+
+def _messages(server: Server, job: dict[str, Any]) -> list[str]:
+    logs = server.client("logs")
+    events = logs.get_log_events(logGroupName="/aws/batch/job",
+                                 logStreamName=job["container"]["logStreamName"],
+                                 startFromHead=True)["events"]
+    return [str(e["message"]) for e in events]
+
+
+def test_container_job_exit_code_env_and_logs(csrv: Server, engine: Engine) -> None:
+    batch = csrv.client("batch")
+    env = container_env(batch)
+    ce = batch.describe_compute_environments(computeEnvironments=[env.ce])
+    assert ce["computeEnvironments"][0]["tags"] == {"kobako:runtime": "container"}
+    script = ('echo "id=$AWS_BATCH_JOB_ID attempt=$AWS_BATCH_JOB_ATTEMPT greeting=$GREETING"; '
+              'echo "to stderr" >&2; test -e /etc/kobako-test-image && '
+              'echo in-a-container; echo "home=$HOME"; exit "$CODE"')
+    name = _definition(env, script, environment=[{"name": "GREETING", "value": "hi"}])
+    failed = env.submit(name, containerOverrides={"environment": [{"name": "CODE",
+                                                                    "value": "3"}]})
+    ok = env.submit(name, containerOverrides={"environment": [{"name": "CODE", "value": "0"}]})
+    job = env.wait(failed, timeout=30)
+    assert job["status"] == "FAILED", job
+    assert job["container"]["exitCode"] == 3
+    assert job["statusReason"] == "Essential container in task exited"
+    assert env.wait(ok, timeout=30)["status"] == "SUCCEEDED"
+    lines = _messages(csrv, job)
+    assert f"id={failed} attempt=1 greeting=hi" in lines
+    assert "to stderr" in lines and "in-a-container" in lines
+    assert engine.job_containers(failed) == [] and engine.job_containers(ok) == []
+    # The same definition runs unchanged on a process CE (the image is ignored there).
+    process_env = make_env(batch)
+    plain = process_env.submit(name, containerOverrides={"environment": [{"name": "CODE",
+                                                                           "value": "0"}]})
+    job = process_env.wait(plain, timeout=30)
+    assert job["status"] == "SUCCEEDED"
+    assert "in-a-container" not in _messages(csrv, job)
+
+
+def test_memory_limit_kill_is_reported(csrv: Server) -> None:
+    env = container_env(csrv.client("batch"))
+    name = _definition(env, "echo start; x=$(head -c 200000000 /dev/zero | tr '\\0' a); "
+                            "echo survived", memory=32)
+    job = env.wait(env.submit(name), timeout=40)
+    assert job["status"] == "FAILED"
+    assert job["container"]["exitCode"] == 137
+    assert job["container"]["reason"] == OOM
+    assert "survived" not in _messages(csrv, job)
+
+
+def test_mounts_user_ulimits_and_security(csrv: Server, tmp_path: Path) -> None:
+    env = container_env(csrv.client("batch"))
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)
+    (shared / "in.txt").write_text("from the host\n")
+    script = ("cat /data/in.txt; echo written > /data/out.txt; id -u; ulimit -n; "
+              "touch /rootfs-write 2>/dev/null && echo root-writable; "
+              "grep -E '^(NoNewPrivs|CapEff)' /proc/self/status; "
+              "echo scratch > /tmpdata/x && cat /tmpdata/x")
+    name = _definition(env, script, user="1234", readonlyRootFilesystem=True,
+                       volumes=[{"name": "shared", "host": {"sourcePath": str(shared)}}],
+                       mountPoints=[{"sourceVolume": "shared", "containerPath": "/data"}],
+                       ulimits=[{"name": "nofile", "softLimit": 256, "hardLimit": 512}],
+                       linuxParameters={"tmpfs": [{"containerPath": "/tmpdata", "size": 8}],
+                                        "sharedMemorySize": 16})
+    job = env.wait(env.submit(name), timeout=30)
+    lines = _messages(csrv, job)
+    assert job["status"] == "SUCCEEDED", (job, lines)
+    assert lines[:3] == ["from the host", "1234", "256"]
+    assert "root-writable" not in lines and "scratch" in lines
+    assert "NoNewPrivs:\t1" in lines
+    effective = int(next(line for line in lines if line.startswith("CapEff:")).split()[1], 16)
+    assert effective & ~MINIMAL_CAPS == 0, hex(effective)  # Docker: 0 for a non-root user
+    assert (shared / "out.txt").read_text() == "written\n"
+    assert (shared / "out.txt").stat().st_uid == 1234
+
+
+def test_timeout_kills_the_container(csrv: Server, engine: Engine) -> None:
+    env = container_env(csrv.client("batch"))
+    name = _definition(env, "echo started; sleep 30",
+                       job={"timeout": {"attemptDurationSeconds": 1}})
+    started = time.monotonic()
+    job_id = env.submit(name)
+    job = env.wait(job_id, timeout=30)
+    assert time.monotonic() - started < 15
+    assert job["status"] == "FAILED"
+    assert job["statusReason"] == "Job attempt duration exceeded timeout"
+    assert job["container"]["exitCode"] == 137 and "reason" not in job["container"]
+    assert "started" in _messages(csrv, job)
+    assert engine.job_containers(job_id) == []
+
+
+def test_terminate_job_kills_the_container(csrv: Server, engine: Engine) -> None:
+    batch = csrv.client("batch")
+    env = container_env(batch)
+    job_id = env.submit(_definition(env, "sleep 30"))
+    env.wait(job_id, ("RUNNING",), timeout=30)
+    batch.terminate_job(jobId=job_id, reason="stop it")
+    job = env.wait(job_id, timeout=15)
+    assert job["status"] == "FAILED" and job["statusReason"] == "stop it"
+    assert engine.job_containers(job_id) == []
+
+
+def test_pull_error_reports_registry_rate_limit(csrv: Server, engine: Engine) -> None:
+    env = container_env(csrv.client("batch"))
+    name = _definition(env, "true", image=f"{engine.registry}/x/y:z")
+    job = env.wait(env.submit(name), timeout=45)
+    assert job["status"] == "FAILED"
+    reason = job["attempts"][0]["container"]["reason"]
+    assert reason.startswith("CannotPullContainerError: "), reason
+    assert "RateLimit-Limit: 100;w=21600" in reason and "RateLimit-Remaining: 0;w=21600" in reason
+    assert job["statusReason"] == "Task failed to start"
+
+
+def test_restart_removes_the_orphan_container(engine: Engine, tmp_path: Path) -> None:
+    config = _config(tmp_path / "kobako.toml", engine)
+    first = start_server(tmp_path / "data", config=config)
+    try:
+        env = container_env(first.client("batch"))
+        name = _definition(env, 'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then sleep 60; fi; '
+                                'echo "attempt $AWS_BATCH_JOB_ATTEMPT done"',
+                           job={"retryStrategy": {"attempts": 2}})
+        job_id = env.submit(name)
+        env.wait(job_id, ("RUNNING",), timeout=30)
+        orphans = wait_for(lambda: engine.job_containers(job_id), 10, "no container")
+    finally:
+        first.kill()
+    assert orphans[0].reload() is None and orphans[0].status == "running"
+    second = start_server(tmp_path / "data", config=config)
+    try:
+        env.batch = second.client("batch")
+        job = env.wait(job_id, timeout=40)
+        assert job["status"] == "SUCCEEDED", job
+        assert job["attempts"][0]["statusReason"].startswith("Host EC2 (instance kobako)")
+        with pytest.raises(docker.errors.NotFound):
+            engine.client.containers.get(orphans[0].id)
+        assert "attempt 2 done" in _messages(second, job)
+        assert "container engine answered" in second.log()
+    finally:
+        second.stop()
