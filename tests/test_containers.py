@@ -315,7 +315,7 @@ def test_pull_error_reports_registry_rate_limit(csrv: Server, engine: Engine) ->
     reason = job["attempts"][0]["container"]["reason"]
     assert reason.startswith("CannotPullContainerError: "), reason
     assert "RateLimit-Limit: 100;w=21600" in reason and "RateLimit-Remaining: 0;w=21600" in reason
-    assert job["statusReason"] == "Task failed to start"
+    assert job["statusReason"] == reason
 
 
 def test_restart_removes_the_orphan_container(engine: Engine, tmp_path: Path) -> None:

@@ -407,7 +407,10 @@ class Engine:
             try:
                 attempt = await self.runtime.start(spec)
             except StartError as error:
-                self._record(row, detail, None, error.reason, START_FAILED, started)
+                # The runtime's reason ("CannotPullContainerError: ...") is what AWS
+                # shows as the job's statusReason too.
+                self._record(row, detail, None, error.reason, error.reason or START_FAILED,
+                             started)
                 return
             running.attempt = attempt
             if running.stop_reason is not None:
