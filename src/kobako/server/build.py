@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kobako import batch, logs, s3, stepfunctions, sts
+from kobako import batch, logs, s3, sagemaker, stepfunctions, sts
 from kobako.config import Config
 from kobako.server.app import KobakoApp
 from kobako.store.db import Database
@@ -17,6 +17,7 @@ def build_app(config: Config) -> KobakoApp:
         logs.build(config, db),
         batch.build(config, db, logs.LogStore(db)),
         stepfunctions.build(config, db),
+        *sagemaker.build(config, db, logs.LogStore(db)),
     ]
     stepfunctions.connect(config, services)  # Task integrations call peers in-process
     return KobakoApp(config, services)

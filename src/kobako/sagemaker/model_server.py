@@ -1,0 +1,190 @@
+"""The model server one production variant runs: the framework inference contract.
+
+Run as a script (stdlib only, so it starts fast and needs nothing but the model's own
+dependencies): `python model_server.py --model-dir DIR --port N`. It imports the
+entry point (SAGEMAKER_PROGRAM, default inference.py) from DIR/code, calls
+`model_fn(model_dir)` once, answers GET /ping with 200 once the model is loaded, and
+serves POST /invocations through `transform_fn`, or `input_fn` -> `predict_fn` ->
+`output_fn`, with JSON/CSV defaults where the script defines none, as the SageMaker
+inference toolkit does. A failing handler answers 500 (or the exception's
+`status_code`) with the traceback, which InvokeEndpoint turns into ModelError.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+import os
+import sys
+import threading
+import traceback
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from types import ModuleType
+from typing import Any
+
+
+class InferenceError(Exception):
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status_code = status
+
+
+def default_model_fn(model_dir: str) -> Any:
+    """Without a model_fn there is no model object; predict_fn then echoes its input."""
+    return None
+
+
+def default_input_fn(body: bytes, content_type: str) -> Any:
+    kind = (content_type or "application/json").split(";")[0].strip().lower()
+    text = body.decode("utf-8")
+    if kind == "application/json":
+        return json.loads(text) if text.strip() else None
+    if kind == "text/csv":
+        rows = [line.split(",") for line in text.splitlines() if line.strip()]
+        return [[_number(cell) for cell in row] for row in rows]
+    if kind.startswith("text/"):
+        return text
+    raise InferenceError(415, f"Content type {content_type} is not supported by this model")
+
+
+def _number(cell: str) -> Any:
+    try:
+        return float(cell)
+    except ValueError:
+        return cell.strip()
+
+
+def default_predict_fn(data: Any, model: Any) -> Any:
+    if model is None:
+        return data
+    if callable(model):
+        return model(data)
+    predict = getattr(model, "predict", None)
+    if predict is None:
+        raise InferenceError(500, "The model has neither predict() nor __call__; "
+                                  "define predict_fn in inference.py")
+    return predict(data)
+
+
+def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+    kind = (accept or "application/json").split(";")[0].strip().lower()
+    if hasattr(prediction, "tolist"):
+        prediction = prediction.tolist()
+    if kind in ("application/json", "*/*", ""):
+        return json.dumps(prediction).encode(), "application/json"
+    if kind == "text/csv":
+        rows = prediction if isinstance(prediction, list) else [prediction]
+        lines = [",".join(str(c) for c in (r if isinstance(r, list) else [r])) for r in rows]
+        return ("\n".join(lines) + "\n").encode(), "text/csv"
+    raise InferenceError(406, f"Accept type {accept} is not supported by this model")
+
+
+def load_program(code_dir: str, program: str) -> ModuleType | None:
+    path = os.path.join(code_dir, program)
+    if not os.path.isfile(path):
+        return None
+    sys.path.insert(0, code_dir)
+    name = os.path.splitext(os.path.basename(program))[0]
+    spec = importlib.util.spec_from_file_location(name, path)
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+class Model:
+    """The user's handlers (or the defaults) and the loaded model."""
+
+    def __init__(self, model_dir: str, module: ModuleType | None) -> None:
+        def pick(name: str, default: Callable[..., Any]) -> Callable[..., Any]:
+            found = getattr(module, name, None) if module is not None else None
+            return found if callable(found) else default
+
+        self.transform_fn: Callable[..., Any] | None = (
+            getattr(module, "transform_fn", None) if module is not None else None)
+        self.input_fn = pick("input_fn", default_input_fn)
+        self.predict_fn = pick("predict_fn", default_predict_fn)
+        self.output_fn = pick("output_fn", default_output_fn)
+        self.model = pick("model_fn", default_model_fn)(model_dir)
+        self.lock = threading.Lock()
+
+    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
+        with self.lock:
+            if self.transform_fn is not None:
+                result = self.transform_fn(self.model, body, content_type, accept)
+            else:
+                data = self.input_fn(body, content_type)
+                prediction = self.predict_fn(data, self.model)
+                result = self.output_fn(prediction, accept)
+        if isinstance(result, tuple):
+            payload, kind = result[0], str(result[1])
+        else:
+            payload, kind = result, accept if accept and accept != "*/*" else "application/json"
+        if isinstance(payload, str):
+            payload = payload.encode()
+        return bytes(payload), kind
+
+
+def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
+            self.send_response(status)
+            self.send_header("Content-Type", kind)
+            self.send_header("Content-Length", str(len(body)))
+            self.end_headers()
+            self.wfile.write(body)
+
+        def do_GET(self) -> None:
+            if self.path == "/ping":
+                self._reply(200, b"")
+            elif self.path == "/execution-parameters":
+                self._reply(200, b'{"MaxConcurrentTransforms":1,"BatchStrategy":"MULTI_RECORD",'
+                            b'"MaxPayloadInMB":6}', "application/json")
+            else:
+                self._reply(404, b"not found")
+
+        def do_POST(self) -> None:
+            if self.path != "/invocations":
+                self._reply(404, b"not found")
+                return
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length)
+            try:
+                payload, kind = model.invoke(body, self.headers.get("Content-Type") or "",
+                                             self.headers.get("Accept") or "")
+            except Exception as error:
+                status = getattr(error, "status_code", 500)
+                status = status if isinstance(status, int) and 400 <= status < 600 else 500
+                text = traceback.format_exc()
+                sys.stderr.write(text)
+                self._reply(status, text.encode())
+                return
+            self._reply(200, payload, kind)
+
+        def log_message(self, format: str, *args: Any) -> None:
+            sys.stdout.write(f"{self.address_string()} - {format % args}\n")
+            sys.stdout.flush()
+
+    return Handler
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--model-dir", required=True)
+    parser.add_argument("--port", type=int, required=True)
+    args = parser.parse_args(argv)
+    program = os.environ.get("SAGEMAKER_PROGRAM") or "inference.py"
+    module = load_program(os.path.join(args.model_dir, "code"), program)
+    model = Model(args.model_dir, module)
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(model))
+    print(f"Model server listening on 127.0.0.1:{args.port}", flush=True)
+    server.serve_forever()
+
+
+if __name__ == "__main__":
+    main()

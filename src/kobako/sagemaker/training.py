@@ -1,0 +1,349 @@
+"""Runs training jobs: stage input, run the algorithm or script, upload what it left.
+
+Each job is one asyncio task that walks AWS's secondary statuses (Starting,
+Downloading, Training, Uploading, then Completed / Failed / Stopped /
+MaxRuntimeExceeded), persisting the describe document at every step, so a crash
+never loses a job: on the next start, jobs the database still calls InProgress are
+reaped and marked Failed (a training process cannot be resumed safely).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import re
+import shutil
+import time
+from collections import deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from kobako.logs.store import LogStore, Scope
+from kobako.runtime.base import Attempt, AttemptSpec, OutputLine, Runtime, StartError
+from kobako.s3.store import S3Store
+from kobako.sagemaker import artifacts, contract
+from kobako.sagemaker.capacity import Capacity, Grant
+from kobako.sagemaker.common import now, split_s3
+from kobako.sagemaker.instances import lookup
+from kobako.sagemaker.logpump import pump
+from kobako.sagemaker.store import TRAINING, Key, SageMakerStore
+
+log = logging.getLogger("kobako.sagemaker")
+
+LOG_GROUP = "/aws/sagemaker/TrainingJobs"
+MARKER = "KOBAKO_SAGEMAKER_JOB"
+SERVER_DIED = ("InternalServerError: the kobako server stopped while the training job was "
+               "running; the job cannot be resumed. Please retry the training job.")
+MESSAGES = {
+    "Starting": "Preparing the instances for training",
+    "Downloading": "Downloading input data",
+    "Training": "Training image download completed. Training in progress.",
+    "Uploading": "Uploading generated training model",
+    "Completed": "Training job completed",
+    "Failed": "Training job failed",
+    "Stopping": "Stopping the training job",
+    "Stopped": "Training job stopped",
+    "MaxRuntimeExceeded": "Training job stopped because it exceeded MaxRuntimeInSeconds",
+}
+_FAILURE_LIMIT = 1024
+
+
+class JobFailed(Exception):
+    """The job fails with this FailureReason."""
+
+
+@dataclass
+class Run:
+    key: Key
+    detail: dict[str, Any]
+    task: asyncio.Task[None] | None = None
+    attempt: Attempt | None = None
+    stop_requested: bool = False
+    timed_out: bool = False
+    metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
+    stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
+
+
+def transition(detail: dict[str, Any], status: str, message: str | None = None) -> None:
+    """Enter secondary status `status` (or update its message), as AWS records it."""
+    stamp = now()
+    transitions: list[dict[str, Any]] = detail.setdefault("SecondaryStatusTransitions", [])
+    if transitions and transitions[-1]["Status"] == status:
+        transitions[-1]["StatusMessage"] = message or MESSAGES.get(status, "")
+    else:
+        if transitions:
+            transitions[-1]["EndTime"] = stamp
+        transitions.append({"Status": status, "StartTime": stamp,
+                            "StatusMessage": message or MESSAGES.get(status, "")})
+    if status in ("Completed", "Failed", "Stopped", "MaxRuntimeExceeded"):
+        transitions[-1]["EndTime"] = stamp
+    detail["SecondaryStatus"] = status
+    detail["LastModifiedTime"] = stamp
+
+
+class TrainingRunner:
+    def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
+                 work_root: Path, capacity: Capacity) -> None:
+        self.store = store
+        self.s3 = s3
+        self.logs = logs
+        self.runtime = runtime
+        self.work_root = work_root
+        self.capacity = capacity
+        self.runs: dict[Key, Run] = {}
+        self._stopping = False
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def start(self) -> None:
+        self._stopping = False
+        for key, detail, refs in self.store.with_status(TRAINING, ("InProgress", "Stopping")):
+            for ref in refs:
+                await self.runtime.reap(ref, f"{MARKER}={detail['TrainingJobArn']}")
+            if detail["TrainingJobStatus"] == "Stopping":
+                self._finish(detail, "Stopped", "Stopped")
+            else:
+                detail["FailureReason"] = SERVER_DIED
+                self._finish(detail, "Failed", "Failed")
+            self.store.update(key, detail, detail["TrainingJobStatus"])
+            shutil.rmtree(self._workdir(key), ignore_errors=True)
+
+    async def stop(self) -> None:
+        """Kill running jobs; the database keeps them InProgress for the next start."""
+        self._stopping = True
+        tasks = [run.task for run in self.runs.values() if run.task is not None]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        self.runs.clear()
+
+    def submit(self, key: Key, detail: dict[str, Any]) -> None:
+        run = Run(key, detail)
+        self.runs[key] = run
+        run.task = asyncio.create_task(self._run(run))
+
+    async def request_stop(self, key: Key) -> dict[str, Any] | None:
+        """StopTrainingJob: Stopping now, Stopped once the process is gone."""
+        run = self.runs.get(key)
+        if run is None:
+            return None
+        run.stop_requested = True
+        run.detail["TrainingJobStatus"] = "Stopping"
+        transition(run.detail, "Stopping")
+        self._save(run)
+        if run.attempt is not None:
+            await run.attempt.kill()
+        return run.detail
+
+    # ------------------------------------------------------------ one job
+
+    def _workdir(self, key: Key) -> Path:
+        return self.work_root / f"{key.account}-{key.region}-{key.name}"
+
+    def _save(self, run: Run) -> None:
+        self.store.update(run.key, run.detail, run.detail["TrainingJobStatus"])
+
+    def _finish(self, detail: dict[str, Any], status: str, secondary: str) -> None:
+        detail["TrainingJobStatus"] = status
+        transition(detail, secondary)
+        end = now()
+        detail["TrainingEndTime"] = end
+        started = detail.get("TrainingStartTime")
+        if started is not None:
+            seconds = max(1, round(end - float(started)))
+            detail["TrainingTimeInSeconds"] = seconds
+            detail["BillableTimeInSeconds"] = seconds
+
+    async def _run(self, run: Run) -> None:
+        detail = run.detail
+        layout = contract.Layout(self._workdir(run.key))
+        grant: Grant | None = None
+        try:
+            config = detail["ResourceConfig"]
+            spec = lookup(str(config["InstanceType"]))
+            assert spec is not None
+            count = int(config.get("InstanceCount") or 1)
+            grant = self.capacity.clamp(spec.vcpus * count, int(spec.memory_gib * 1024) * count,
+                                        spec.gpus * count)
+            await self.capacity.acquire(grant)
+            if run.stop_requested:
+                raise asyncio.CancelledError
+            await self._stage(run, layout)
+            code = await self._train(run, layout, grant)
+            await self._conclude(run, layout, code)
+        except asyncio.CancelledError:
+            if run.attempt is not None:
+                await run.attempt.kill()
+            if self._stopping:
+                raise
+            self._finish(detail, "Stopped", "Stopped")
+            self._save(run)
+        except JobFailed as failed:
+            detail["FailureReason"] = str(failed)[:_FAILURE_LIMIT]
+            self._finish(detail, "Failed", "Failed")
+            self._save(run)
+        except Exception as error:
+            log.exception("training job %s failed inside kobako", run.key.name)
+            detail["FailureReason"] = f"InternalServerError: {error}"[:_FAILURE_LIMIT]
+            self._finish(detail, "Failed", "Failed")
+            self._save(run)
+        finally:
+            if grant is not None:
+                await self.capacity.release(grant)
+            if not self._stopping:
+                self.runs.pop(run.key, None)
+                shutil.rmtree(layout.root, ignore_errors=True)
+
+    async def _stage(self, run: Run, layout: contract.Layout) -> None:
+        """Downloading: the config files, every channel's S3 data, the script's source."""
+        detail = run.detail
+        transition(detail, "Downloading")
+        self._save(run)
+        shutil.rmtree(layout.root, ignore_errors=True)
+        layout.create()
+        contract.write_config(layout, detail)
+        for channel in detail.get("InputDataConfig") or []:
+            name = channel["ChannelName"]
+            source = (channel.get("DataSource") or {}).get("S3DataSource")
+            if not source:
+                raise JobFailed(f"ClientError: Channel {name}: kobako supports only "
+                                "S3DataSource channels.")
+            if source.get("S3DataType", "S3Prefix") != "S3Prefix":
+                raise JobFailed(f"ClientError: Channel {name}: kobako supports only the "
+                                "S3Prefix data type.")
+            bucket, prefix = split_s3(str(source["S3Uri"]))
+            try:
+                await asyncio.to_thread(artifacts.download_prefix, self.s3, bucket, prefix,
+                                        layout.data / name)
+            except artifacts.S3Missing as missing:
+                raise JobFailed(f"ClientError: Data download failed: {missing}") from None
+        submit = contract.decode(detail.get("HyperParameters") or {}).get(
+            "sagemaker_submit_directory")
+        if submit:
+            try:
+                await asyncio.to_thread(artifacts.fetch_tarball, self.s3, str(submit),
+                                        layout.code, layout.root / "sourcedir.tar.gz")
+            except (artifacts.S3Missing, OSError, ValueError) as error:
+                raise JobFailed(f"ClientError: Could not download the source code "
+                                f"({submit}): {error}") from None
+
+    def _argv(self, detail: dict[str, Any], layout: contract.Layout,
+              decoded: dict[str, Any]) -> tuple[list[str], Path]:
+        """Script mode runs the entry point in code/; otherwise the image's `train`."""
+        program = decoded.get("sagemaker_program")
+        if program:
+            hps = contract.user_hyperparameters(decoded)
+            return contract.program_argv(layout, str(program), hps), layout.code
+        algorithm = detail.get("AlgorithmSpecification") or {}
+        entry = list(algorithm.get("ContainerEntrypoint") or [])
+        if entry:
+            return entry + list(algorithm.get("ContainerArguments") or []), layout.root
+        image = Path(str(algorithm.get("TrainingImage") or ""))
+        if image.is_dir():
+            return [str(image / "train")], layout.root
+        return ["train"], layout.root
+
+    async def _train(self, run: Run, layout: contract.Layout, grant: Grant) -> int:
+        detail = run.detail
+        decoded = contract.decode(detail.get("HyperParameters") or {})
+        argv, cwd = self._argv(detail, layout, decoded)
+        env = contract.environment(layout, detail, decoded, grant.cpus, grant.gpus)
+        env[MARKER] = detail["TrainingJobArn"]
+        detail["TrainingStartTime"] = now()
+        transition(detail, "Training", "Downloading the training image.")
+        self._save(run)
+        spec = AttemptSpec(argv=argv, env=env, workdir=cwd, vcpus=float(grant.cpus),
+                           memory_mib=grant.memory_mib if grant.gpus == 0 else None,
+                           gpus=grant.gpus, runtime="process",
+                           image=(detail.get("AlgorithmSpecification") or {})
+                           .get("TrainingImage"))
+        try:
+            attempt = await self.runtime.start(spec)
+        except StartError as error:
+            raise JobFailed(f"AlgorithmError: {error.reason}") from None
+        run.attempt = attempt
+        self.store.set_refs(run.key, [attempt.ref])
+        transition(detail, "Training")
+        self._save(run)
+        if run.stop_requested:
+            await attempt.kill()
+        scope = Scope(run.key.account, run.key.region)
+        stream = f"{run.key.name}/algo-1-{int(time.time())}"
+        patterns = [(str(m["Name"]), re.compile(str(m["Regex"]))) for m in
+                    (detail.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []]
+
+        def on_line(line: OutputLine) -> None:
+            if line.stream == "stderr":
+                run.stderr.append(line.text)
+            for name, pattern in patterns:
+                found = pattern.search(line.text)
+                if found:
+                    with contextlib.suppress(ValueError, IndexError):
+                        run.metrics[name] = (float(found.group(1)), line.timestamp_ms / 1000)
+
+        pumping = asyncio.create_task(pump(attempt, self.logs, scope, LOG_GROUP, stream, on_line))
+        limit = (detail.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
+        try:
+            if limit is None:
+                code = await attempt.wait()
+            else:
+                code = await asyncio.wait_for(asyncio.shield(attempt.wait()), float(limit))
+        except TimeoutError:
+            run.timed_out = True
+            await attempt.kill()
+            code = await attempt.wait()
+        await pumping
+        return code
+
+    async def _conclude(self, run: Run, layout: contract.Layout, code: int) -> None:
+        detail = run.detail
+        detail["FinalMetricDataList"] = [
+            {"MetricName": name, "Value": value, "Timestamp": stamp}
+            for name, (value, stamp) in run.metrics.items()]
+        if code != 0 and not (run.stop_requested or run.timed_out):
+            raise JobFailed(self._failure(run, layout, code))
+        transition(detail, "Uploading")
+        self._save(run)
+        await self._upload(run, layout)
+        if run.timed_out:
+            self._finish(detail, "Stopped", "MaxRuntimeExceeded")
+        elif run.stop_requested:
+            self._finish(detail, "Stopped", "Stopped")
+        else:
+            self._finish(detail, "Completed", "Completed")
+        self._save(run)
+
+    def _failure(self, run: Run, layout: contract.Layout, code: int) -> str:
+        """output/failure if the algorithm wrote one; else what the toolkit would write."""
+        if layout.failure.is_file():
+            text = layout.failure.read_text(errors="replace").strip()
+            if text:
+                return f"AlgorithmError: {text}"
+        if contract.decode(run.detail.get("HyperParameters") or {}).get("sagemaker_program"):
+            message = "\n".join(run.stderr)
+            return (f"AlgorithmError: ExecuteUserScriptError:\nExitCode {code}\n"
+                    f"ErrorMessage \"{message}\"")
+        return f"AlgorithmError: , exit code: {code}"
+
+    async def _upload(self, run: Run, layout: contract.Layout) -> None:
+        """model/ -> model.tar.gz, output/data/ -> output.tar.gz, in S3OutputPath/<job>/output/."""
+        bucket, prefix = split_s3(str(run.detail["OutputDataConfig"]["S3OutputPath"]))
+        base = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
+        base += f"{run.key.name}/output/"
+        try:
+            archive = layout.root / "model.tar.gz"
+            await asyncio.to_thread(artifacts.pack, layout.model, archive)
+            await asyncio.to_thread(artifacts.upload_file, self.s3, bucket,
+                                    base + "model.tar.gz", archive)
+            if any(layout.output_data.iterdir()):
+                archive = layout.root / "output.tar.gz"
+                await asyncio.to_thread(artifacts.pack, layout.output_data, archive)
+                await asyncio.to_thread(artifacts.upload_file, self.s3, bucket,
+                                        base + "output.tar.gz", archive)
+        except artifacts.S3Missing as missing:
+            raise JobFailed(f"ClientError: Output upload failed: {missing}") from None
+        run.detail["ModelArtifacts"] = {"S3ModelArtifacts": f"s3://{bucket}/{base}model.tar.gz"}
