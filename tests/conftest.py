@@ -82,8 +82,12 @@ def start_server(data_dir: Path, port: int | None = None, config: Path | None = 
         if process.poll() is not None:
             raise RuntimeError(f"kobako exited early:\n{server.log()}")
         try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return server
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
+                # Polling a port nobody listens on yet can connect the socket to itself
+                # (TCP simultaneous open when the ephemeral source port equals `port`).
+                if probe.getsockname() != probe.getpeername():
+                    return server
+            time.sleep(0.05)
         except OSError:
             time.sleep(0.05)
     server.stop()
