@@ -81,6 +81,9 @@ def start_server(data_dir: Path, port: int | None = None, config: Path | None = 
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(f"kobako exited early:\n{server.log()}")
+        if "listening on" not in server.log():  # not ours yet, whoever holds the port
+            time.sleep(0.05)
+            continue
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2) as probe:
                 # Polling a port nobody listens on yet can connect the socket to itself

@@ -18,7 +18,7 @@ def test_acknowledged_submits_survive_kill_9(tmp_path: Path) -> None:
         name = env.definition(["true"])
         ids = [env.submit(name) for _ in range(60)]
         server.kill()
-        server = start_server(data, port=server.port)
+        server = start_server(data)
         env.batch = server.client("batch")
         jobs = [env.wait(job_id, timeout=60) for job_id in ids]
         # Interrupted attempts fail ("server stopped"), the rest run: none is lost.

@@ -24,7 +24,7 @@ def test_kill_mid_job_then_restart(tmp_path: Path) -> None:
         queued = env.submit(no_retry)  # waits: the CE has one vCPU
         assert env.describe(queued)["status"] == "RUNNABLE"
         server.kill()
-        server = start_server(data, port=server.port)
+        server = start_server(data)
         env.batch = server.client("batch")
         job = env.wait(retried)
         assert job["status"] == "SUCCEEDED", job
@@ -34,7 +34,7 @@ def test_kill_mid_job_then_restart(tmp_path: Path) -> None:
         # The queued job survived the crash and runs now; kill -9 again while it runs.
         env.wait(queued, ("RUNNING",))
         server.kill()
-        server = start_server(data, port=server.port)
+        server = start_server(data)
         env.batch = server.client("batch")
         failed = env.wait(queued)
         assert failed["status"] == "FAILED"

@@ -180,7 +180,7 @@ def test_restart_fails_running_jobs_and_restores_endpoints(tmp_path: Path) -> No
             pass
     finally:
         first.kill()
-    second = start_server(tmp_path / "data", port=first.port)
+    second = start_server(tmp_path / "data")
     try:
         sm, rt = second.client("sagemaker"), second.client("sagemaker-runtime")
         described = wait_job(sm, job, timeout=10)
