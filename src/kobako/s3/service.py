@@ -7,8 +7,18 @@ from collections.abc import Callable
 
 from kobako.config import Config
 from kobako.protocol.codecs import RestXmlCodec
-from kobako.protocol.http import HttpRequest
-from kobako.s3 import access, buckets, cors, listing, multipart, objects, tagging, versioning
+from kobako.protocol.http import HttpRequest, HttpResponse
+from kobako.s3 import (
+    access,
+    buckets,
+    cors,
+    listing,
+    multipart,
+    objects,
+    post,
+    tagging,
+    versioning,
+)
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
@@ -66,6 +76,12 @@ def build(config: Config, db: Database) -> Service:
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     browser = cors.Cors(backend)
+    uploads = post.PostUploads(backend, config.lookup)
+
+    async def early(request: HttpRequest, path: str) -> HttpResponse | None:
+        """Answers that come before SigV4: CORS preflight and POST Object forms."""
+        return await browser.preflight(request, path) or await uploads.handle(request, path)
+
     return Service(
         name="s3",
         codec=RestXmlCodec(service_model("s3"), root_names=ROOT_NAMES),
@@ -74,6 +90,6 @@ def build(config: Config, db: Database) -> Service:
         streams_body=True,
         allows_anonymous=True,
         rewrite_path=rewrite,
-        preflight=browser.preflight,
+        preflight=early,
         decorate=browser.decorate,
     )
