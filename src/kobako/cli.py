@@ -29,6 +29,7 @@ def serve(args: argparse.Namespace) -> int:
 
     from kobako.config import Config
     from kobako.server.build import build_app
+    from kobako.server.http import http_protocol
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -43,7 +44,7 @@ def serve(args: argparse.Namespace) -> int:
     )
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="warning", access_log=False,
-        lifespan="on", loop="auto", http="auto",
+        lifespan="on", loop="auto", http=http_protocol(),
     )
     return 0
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -68,12 +69,78 @@ class Codec:
 # ---------------------------------------------------------------- REST binding
 
 
+# (member name, location, wire name, member shape); header wire names lower-cased.
+_Members = list[tuple[str, str, str, Shape]]
+
+
+@dataclass
+class _InputPlan:
+    members: _Members  # the members bound to the URI, query string or headers
+    bound: set[str]  # query keys a querystring map must leave to others
+    payload: str | None
+    body_members: bool  # members with no location: they come from the body
+
+    @classmethod
+    def of(cls, op: OperationModel) -> _InputPlan:
+        shape = op.input_shape
+        assert shape is not None
+        members: _Members = []
+        bound: set[str] = set()
+        body_members = False
+        for name, member in shape.members.items():
+            location = str(member.serialization.get("location") or "")
+            wire = str(member.serialization.get("name", name))
+            if not location:
+                body_members = True
+                continue
+            if location in ("header", "headers"):
+                wire = wire.lower()
+            elif location == "querystring" and member.type_name != "map":
+                bound.add(wire)
+            members.append((name, location, wire, member))
+        bound.update(parse_qs(str(op.http.get("requestUri", "")).partition("?")[2],
+                              keep_blank_values=True))
+        payload = shape.serialization.get("payload")
+        return cls(members, bound, str(payload) if payload else None, body_members)
+
+
+@dataclass
+class _OutputPlan:
+    members: _Members  # the members that go to headers or the status code
+    payload: str | None
+    body_members: bool
+
+    @classmethod
+    def of(cls, shape: Shape) -> _OutputPlan:
+        members: _Members = []
+        body_members = False
+        for name, member in shape.members.items():
+            location = str(member.serialization.get("location") or "")
+            if not location:
+                body_members = True
+                continue
+            members.append((name, location, str(member.serialization.get("name", name)),
+                            member))
+        payload = shape.serialization.get("payload")
+        return cls(members, str(payload) if payload else None, body_members)
+
+
 class RestCodec(Codec):
     """What rest-xml and rest-json share: URI labels, query string, headers, payload."""
 
     def __init__(self, model: ServiceModel) -> None:
         super().__init__(model)
-        self.router = OperationRouter(model)
+        self._router: OperationRouter | None = None
+        # What parse and serialize need of each operation's shapes, worked out once.
+        self._input_plans: dict[str, _InputPlan] = {}
+        self._output_plans: dict[str, _OutputPlan] = {}
+
+    @property
+    def router(self) -> OperationRouter:
+        """Built on first use: a service nobody calls costs no startup time."""
+        if self._router is None:
+            self._router = OperationRouter(self.model)
+        return self._router
 
     def find_operation(self, request: HttpRequest, path: str) -> Found:
         found = self.router.match(request, path)
@@ -81,38 +148,35 @@ class RestCodec(Codec):
             raise self.unknown_operation(f"{request.method} {path}")
         return found.operation, found.labels
 
+    def _input_plan(self, op: OperationModel) -> _InputPlan:
+        plan = self._input_plans.get(op.name)
+        if plan is None:
+            plan = self._input_plans[op.name] = _InputPlan.of(op)
+        return plan
+
     async def parse(
         self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
     ) -> dict[str, Any]:
         shape = op.input_shape
         if shape is None:
             return {}
+        plan = self._input_plan(op)
         params: dict[str, Any] = {}
-        payload_name = shape.serialization.get("payload")
-        # A querystring map takes the keys no other member (nor the requestUri) names.
-        bound = {
-            str(m.serialization.get("name", n))
-            for n, m in shape.members.items()
-            if m.serialization.get("location") == "querystring" and m.type_name != "map"
-        }
-        bound.update(parse_qs(str(op.http.get("requestUri", "")).partition("?")[2],
-                              keep_blank_values=True))
-        for name, member in shape.members.items():
-            location = member.serialization.get("location")
-            wire = str(member.serialization.get("name", name))
+        payload_name = plan.payload
+        for name, location, wire, member in plan.members:
             if location == "uri":
                 if wire in labels:
                     params[name] = values.scalar_from_text(labels[wire], member)
             elif location == "querystring":
-                self._parse_query_member(request, name, wire, member, params, bound)
+                if request.query_multi:
+                    self._parse_query_member(request, name, wire, member, params, plan.bound)
             elif location == "header":
                 self._parse_header_member(request, name, wire, member, params)
             elif location == "headers":
-                prefix = wire.lower()
                 found = {
-                    key[len(prefix):]: value
+                    key[len(wire):]: value
                     for key, value in request.headers.items()
-                    if key.startswith(prefix)
+                    if key.startswith(wire)
                 }
                 if found:
                     params[name] = found
@@ -130,7 +194,7 @@ class RestCodec(Codec):
                 raw = await request.body.read_all()
                 if raw.strip():
                     params[payload_name] = self.parse_payload(raw, member)
-        elif any(not m.serialization.get("location") for m in shape.members.values()):
+        elif plan.body_members:
             raw = await request.body.read_all()
             if raw.strip():
                 params.update(self.parse_payload(raw, shape))
@@ -163,7 +227,7 @@ class RestCodec(Codec):
     def _parse_header_member(
         self, request: HttpRequest, name: str, wire: str, member: Shape, params: dict[str, Any]
     ) -> None:
-        raw = request.headers.get(wire.lower())
+        raw = request.headers.get(wire)
         if raw is None:
             return
         if member.type_name == "list":
@@ -184,12 +248,13 @@ class RestCodec(Codec):
         shape = op.output_shape
         if shape is None:
             return response
-        for name, member in shape.members.items():
+        plan = self._output_plans.get(op.name)
+        if plan is None:
+            plan = self._output_plans[op.name] = _OutputPlan.of(shape)
+        for name, location, wire, member in plan.members:
             value = output.get(name)
             if value is None:
                 continue
-            location = member.serialization.get("location")
-            wire = str(member.serialization.get("name", name))
             if location == "header":
                 response.headers.append((wire, self._header_text(value, member)))
             elif location == "headers":
@@ -198,7 +263,7 @@ class RestCodec(Codec):
                 response.status = int(value)
         if "__status" in output:
             response.status = int(output["__status"])
-        payload_name = shape.serialization.get("payload")
+        payload_name = plan.payload
         if payload_name:
             member = shape.members[payload_name]
             value = output.get(payload_name)
@@ -210,7 +275,7 @@ class RestCodec(Codec):
                 root = str(member.serialization.get("name", member.name))
                 response.body = self.serialize_payload(root, value, member)
                 response.headers.append(("Content-Type", self.content_type))
-        elif any(not m.serialization.get("location") for m in shape.members.values()):
+        elif plan.body_members:
             response.body = self.serialize_payload(self.root_name(op), output, shape)
             response.headers.append(("Content-Type", self.content_type))
         return response

@@ -14,7 +14,7 @@ no per-operation table.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
 
 from kobako.protocol.http import HttpRequest
@@ -33,6 +33,24 @@ class _Route:
     optional_headers: tuple[str, ...]
     optional_query: tuple[str, ...]
     literal_path: int  # characters of the path template outside labels
+
+
+# Routing decisions remembered per method; cleared when full (query keys come from
+# clients, so the number of distinct keys is bounded only by this).
+_CACHE_LIMIT = 4096
+
+
+@dataclass
+class _MethodIndex:
+    """The routes of one HTTP method and what their choice depends on."""
+
+    routes: list[_Route] = field(default_factory=list)
+    patterns: list[re.Pattern[str]] = field(default_factory=list)  # distinct templates
+    pattern_of: list[int] = field(default_factory=list)  # route position -> pattern
+    query_names: set[str] = field(default_factory=set)
+    query_values: list[tuple[str, str]] = field(default_factory=list)  # literal key=value
+    header_names: set[str] = field(default_factory=set)
+    cache: dict[tuple[object, ...], int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -93,15 +111,63 @@ class OperationRouter:
                     tuple(queries[1]), len(re.sub(r"\{[^}]+\}", "", path)),
                 )
             )
+        self._index: dict[str, _MethodIndex] = {}
+        for route in self._routes:
+            index = self._index.setdefault(route.method, _MethodIndex())
+            if route.pattern not in index.patterns:
+                index.patterns.append(route.pattern)
+            index.pattern_of.append(index.patterns.index(route.pattern))
+            index.routes.append(route)
+            for key, value in route.literal_query:
+                index.query_names.add(key)
+                if value is not None and (key, value) not in index.query_values:
+                    index.query_values.append((key, value))
+            index.query_names.update(route.required_query + route.optional_query)
+            index.header_names.update(route.required_headers + route.optional_headers)
 
     def match(self, request: HttpRequest, path: str) -> RouteMatch | None:
-        """The best operation for `request`, whose raw path is `path`, or None."""
-        best: tuple[tuple[int, ...], _Route, re.Match[str]] | None = None
-        for route in self._routes:
-            if route.method != request.method:
-                continue
-            found = route.pattern.match(path)
-            if found is None:
+        """The best operation for `request`, whose raw path is `path`, or None.
+
+        The choice depends only on which path templates match, which query keys and
+        headers the routes name are present (and literal query values equal), so it is
+        cached under that key: a request costs one regex match per distinct template of
+        its method (S3: at most four), not one per operation.
+        """
+        index = self._index.get(request.method)
+        if index is None:
+            return None
+        found = [pattern.match(path) for pattern in index.patterns]
+        key = (
+            tuple(m is not None for m in found),
+            frozenset(request.query.keys() & index.query_names),
+            tuple(request.query.get(k) == v for k, v in index.query_values),
+            frozenset(request.headers.keys() & index.header_names),
+        )
+        choice = index.cache.get(key)
+        if choice is None:
+            choice = self._choose(index, request, found)
+            if len(index.cache) >= _CACHE_LIMIT:
+                index.cache.clear()
+            index.cache[key] = choice
+        if choice < 0:
+            return None
+        route = index.routes[choice]
+        matched = found[index.pattern_of[choice]]
+        assert matched is not None
+        labels = {
+            name: unquote(value)
+            for name, value in zip(route.labels, matched.groups(), strict=True)
+        }
+        return RouteMatch(route.operation, labels)
+
+    @staticmethod
+    def _choose(
+        index: _MethodIndex, request: HttpRequest, found: list[re.Match[str] | None]
+    ) -> int:
+        """The position of the most specific matching route in `index.routes`, or -1."""
+        best: tuple[tuple[int, ...], int] | None = None
+        for position, route in enumerate(index.routes):
+            if found[index.pattern_of[position]] is None:
                 continue
             if any(
                 key not in request.query or (value is not None and request.query[key] != value)
@@ -121,12 +187,5 @@ class OperationRouter:
                 + sum(name in request.query for name in route.optional_query),
             )
             if best is None or score > best[0]:
-                best = (score, route, found)
-        if best is None:
-            return None
-        _, route, found = best
-        labels = {
-            name: unquote(value)
-            for name, value in zip(route.labels, found.groups(), strict=True)
-        }
-        return RouteMatch(route.operation, labels)
+                best = (score, position)
+        return -1 if best is None else best[1]

@@ -77,6 +77,9 @@ class RequestView:
     raw_path: str
     query_string: str
     headers: Mapping[str, str]
+    # What has been parsed from this request already (its claimed signature), so that
+    # routing and verification do not parse it again. Not part of the request.
+    memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,16 @@ def verify(
 
 
 def _claim(req: RequestView) -> _Claim | None:
+    """The request's claim, parsed once per RequestView (a malformed one raises)."""
+    try:
+        return req.memo["claim"]  # type: ignore[return-value]
+    except KeyError:
+        pass
+    claim = req.memo["claim"] = _parse_claim(req)
+    return claim
+
+
+def _parse_claim(req: RequestView) -> _Claim | None:
     header = req.headers.get("authorization")
     params = _query_params(req.query_string)
     names = {name for name, _ in params}

@@ -19,16 +19,37 @@ Timestamp = datetime | int | float | str
 def _utc(value: Timestamp) -> datetime:
     if not isinstance(value, datetime):
         return parse_timestamp(value)
+    if value.tzinfo is UTC:
+        return value
     return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+# Formatted seconds, by the UTC datetime of the whole second: a listing's objects and a
+# busy server's responses share a few seconds between them. Bounded: cleared when full.
+_ISO_SECONDS: dict[datetime, str] = {}
+_RFC822: dict[datetime, str] = {}
+_CACHE_LIMIT = 4096
 
 
 def to_iso8601(value: Timestamp) -> str:
     value = _utc(value)
-    return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    second = value.replace(microsecond=0)
+    text = _ISO_SECONDS.get(second)
+    if text is None:
+        if len(_ISO_SECONDS) >= _CACHE_LIMIT:
+            _ISO_SECONDS.clear()
+        text = _ISO_SECONDS[second] = value.strftime("%Y-%m-%dT%H:%M:%S.")
+    return f"{text}{value.microsecond // 1000:03d}Z"
 
 
 def to_rfc822(value: Timestamp) -> str:
-    return format_datetime(_utc(value).replace(microsecond=0), usegmt=True)
+    second = _utc(value).replace(microsecond=0)
+    text = _RFC822.get(second)
+    if text is None:
+        if len(_RFC822) >= _CACHE_LIMIT:
+            _RFC822.clear()
+        text = _RFC822[second] = format_datetime(second, usegmt=True)
+    return text
 
 
 def to_epoch(value: Timestamp) -> float | int:

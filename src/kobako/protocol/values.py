@@ -145,53 +145,92 @@ def _xml_to_struct(elem: Element, shape: Shape) -> dict[str, Any]:
 # ---------------------------------------------------------------- XML, out
 
 
+def _text(value: str) -> str:
+    """XML text: escape only when there is something to escape (the common case is not)."""
+    if "&" in value or "<" in value or ">" in value or "\r" in value:
+        return escape(value, _XML_TEXT)
+    return value
+
+
+# (member name, wire name, member shape, how: 0 element, 1 attribute, 2 flattened list)
+_Plan = list[tuple[str, str, Shape, int]]
+# Shape -> its structure plan; the shape is kept beside it so that its id stays unique.
+_PLANS: dict[int, tuple[Shape, _Plan]] = {}
+
+
+def _plan(shape: Shape) -> _Plan:
+    """The members of a structure that go into its XML, computed once per shape."""
+    cached = _PLANS.get(id(shape))
+    if cached is not None and cached[0] is shape:
+        return cached[1]
+    plan: _Plan = []
+    for member_name, member in shape.members.items():
+        if member.serialization.get("location"):
+            continue
+        wire = member_wire_name(member_name, member)
+        if member.serialization.get("xmlAttribute"):
+            plan.append((member_name, wire, member, 1))
+        elif member.serialization.get("flattened") and member.type_name == "list":
+            # botocore names a flattened list's items after its member's locationName.
+            plan.append((member_name, str(member.member.serialization.get("name", wire)),
+                         member, 2))
+        else:
+            plan.append((member_name, wire, member, 0))
+    _PLANS[id(shape)] = (shape, plan)
+    return plan
+
+
 def value_to_xml(name: str, value: Any, shape: Shape, out: list[str], xmlns: str = "") -> None:
     """Append `<name>value</name>` for a shape-typed value to `out`."""
     kind = shape.type_name
     if kind == "structure":
-        inner: list[str] = []
-        attrs = members_to_xml(value, shape, inner)
+        mark = len(out)
+        out.append("")  # the start tag, once the attributes are known
+        attrs = members_to_xml(value, shape, out)
         if xmlns:
             attrs = f' xmlns="{xmlns}"' + attrs
-        out.append(f"<{name}{attrs}>{''.join(inner)}</{name}>")
+        out[mark] = f"<{name}{attrs}>"
+        out.append(f"</{name}>")
     elif kind == "list":
-        item_name = member_wire_name("member", shape.member)
+        item_shape = shape.member
+        item_name = member_wire_name("member", item_shape)
         out.append(f"<{name}>")
         for item in value:
-            value_to_xml(item_name, item, shape.member, out)
+            value_to_xml(item_name, item, item_shape, out)
         out.append(f"</{name}>")
     elif kind == "map":
         key_name = member_wire_name("key", shape.key)
         value_name = member_wire_name("value", shape.value)
         out.append(f"<{name}>")
         for key, item in value.items():
-            out.append(f"<entry><{key_name}>{escape(str(key), _XML_TEXT)}</{key_name}>")
+            out.append(f"<entry><{key_name}>{_text(str(key))}</{key_name}>")
             value_to_xml(value_name, item, shape.value, out)
             out.append("</entry>")
         out.append(f"</{name}>")
+    elif kind == "string":
+        out.append(f"<{name}>{_text(str(value))}</{name}>")
     else:
-        out.append(f"<{name}>{escape(scalar_to_text(value, shape), _XML_TEXT)}</{name}>")
+        out.append(f"<{name}>{_text(scalar_to_text(value, shape))}</{name}>")
 
 
 def members_to_xml(value: dict[str, Any], shape: Shape, out: list[str]) -> str:
     """Append a structure's member elements to `out`; return its XML attributes' text."""
+    if not isinstance(value, dict):
+        return ""
     attrs = ""
-    for member_name, member in shape.members.items():
-        member_value = value.get(member_name) if isinstance(value, dict) else None
-        if member_value is None or member.serialization.get("location"):
+    for member_name, wire, member, how in _plan(shape):
+        member_value = value.get(member_name)
+        if member_value is None:
             continue
-        wire = member_wire_name(member_name, member)
-        if member.serialization.get("xmlAttribute"):
+        if how == 0:
+            value_to_xml(wire, member_value, member, out)
+        elif how == 1:
             if wire.startswith("xsi:"):
                 attrs += ' xmlns:xsi="http://www.w3.org/2001/XMLSchema-instance"'
             attrs += f" {wire}={quoteattr(str(member_value))}"
-        elif member.serialization.get("flattened") and member.type_name == "list":
-            # botocore names a flattened list's items after its member's locationName.
-            item_name = str(member.member.serialization.get("name", wire))
-            for item in member_value:
-                value_to_xml(item_name, item, member.member, out)
         else:
-            value_to_xml(wire, member_value, member, out)
+            for item in member_value:
+                value_to_xml(wire, item, member.member, out)
     return attrs
 
 

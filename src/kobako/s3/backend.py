@@ -136,9 +136,9 @@ class S3Backend:
             offset += size
             if seg_last < start or seg_start > last or size == 0:
                 continue
-            with self.store.blobs.open(blob_id) as handle:
-                handle.seek(max(start - seg_start, 0))
-                out.append(handle.read(min(last, seg_last) - max(start, seg_start) + 1))
+            out.append(self.store.blobs.read(
+                blob_id, max(start - seg_start, 0),
+                min(last, seg_last) - max(start, seg_start) + 1))
         return out
 
     async def _stream(

@@ -139,6 +139,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         )
         try:
             _check_write_conditions(s3, bucket, key, params)
+            # The bucket may have been deleted while the body streamed (a cached lookup).
             if s3.store.get_bucket(bucket) is None:
                 raise errors.no_such_bucket(bucket)
             replaced = s3.store.put_object(record)

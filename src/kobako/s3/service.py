@@ -50,20 +50,32 @@ ROOT_NAMES = {
 def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
     """A path rewriter: `bucket.<hostname>/key` becomes `/bucket/key`."""
     suffixes = tuple("." + name for name in hostnames)
+    known: dict[str, str | None] = {}  # Host header -> its bucket, or None
 
-    def rewrite(request: HttpRequest) -> str:
-        host = request.host.rsplit(":", 1)[0] if not request.host.startswith("[") \
-            else request.host
+    def bucket_of(host_header: str) -> str | None:
+        host = host_header.rsplit(":", 1)[0] if not host_header.startswith("[") \
+            else host_header
         try:
             ipaddress.ip_address(host.strip("[]"))
-            return request.raw_path
+            return None
         except ValueError:
             pass
         for suffix in suffixes:
             if host.endswith(suffix) and len(host) > len(suffix):
-                bucket = host[: -len(suffix)]
-                return "/" + bucket + (request.raw_path if request.raw_path != "/" else "")
-        return request.raw_path
+                return host[: -len(suffix)]
+        return None
+
+    def rewrite(request: HttpRequest) -> str:
+        try:
+            bucket = known[request.host]
+        except KeyError:
+            bucket = bucket_of(request.host)
+            if len(known) >= 1024:  # Host comes from clients: keep the table bounded
+                known.clear()
+            known[request.host] = bucket
+        if bucket is None:
+            return request.raw_path
+        return "/" + bucket + (request.raw_path if request.raw_path != "/" else "")
 
     return rewrite
 

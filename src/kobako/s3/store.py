@@ -14,8 +14,11 @@ import asyncio
 import hashlib
 import json
 import secrets
+import threading
 import time
-from collections.abc import AsyncIterable
+import weakref
+from collections.abc import AsyncIterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
@@ -23,6 +26,9 @@ from typing import Any
 from kobako.s3.checksums import new_hasher
 from kobako.store.blobs import BlobStore
 from kobako.store.db import Database, Row
+
+# A PUT body up to this size is read into memory and written by one thread call.
+SMALL_BODY = 1024 * 1024
 
 SCHEMA = [
     """
@@ -126,24 +132,130 @@ class ObjectRecord:
 
     @classmethod
     def from_row(cls, row: Row) -> ObjectRecord:
-        names = row.keys()
-        return cls(
-            bucket=row["bucket"],
-            key=row["key"],
-            size=row["size"],
-            etag=row["etag"],
-            last_modified=_ts(row["last_modified"]),
-            storage_class=row["storage_class"],
-            segments=[(str(b), int(s)) for b, s in json.loads(row["segments"])],
-            headers=json.loads(row["headers"]),
-            checksums=json.loads(row["checksums"]),
-            version_id=row["version_id"],
-            delete_marker=bool(row["delete_marker"]) if "delete_marker" in names else False,
-        )
+        return _StoredRecord.of(row)
 
     @property
     def blobs(self) -> list[str]:
         return [blob for blob, _ in self.segments]
+
+
+_UNREAD: Any = object()
+
+
+def _segments(text: str) -> list[tuple[str, int]]:
+    return [(str(b), int(s)) for b, s in json.loads(text)]
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    return {} if text == "{}" else dict(json.loads(text))
+
+
+class _StoredRecord(ObjectRecord):
+    """An ObjectRecord read from a row: its JSON columns (segments, headers, checksums)
+    are decoded on first use, so a listing or a HEAD pays only for what it reads."""
+
+    _segments: list[tuple[str, int]]
+    _headers: dict[str, Any]
+    _checksums: dict[str, str]
+    _raw: tuple[str, str, str]
+
+    @classmethod
+    def of(cls, row: Row) -> _StoredRecord:
+        record = cls.__new__(cls)
+        record.bucket = row["bucket"]
+        record.key = row["key"]
+        record.size = row["size"]
+        record.etag = row["etag"]
+        record.last_modified = _ts(row["last_modified"])
+        record.storage_class = row["storage_class"]
+        record._raw = (row["segments"], row["headers"], row["checksums"])
+        record._segments = record._headers = record._checksums = _UNREAD
+        record.version_id = row["version_id"]
+        try:
+            record.delete_marker = bool(row["delete_marker"])
+        except IndexError:  # s3_objects has no such column: a current object is no marker
+            record.delete_marker = False
+        return record
+
+    @property
+    def segments(self) -> list[tuple[str, int]]:
+        if self._segments is _UNREAD:
+            self._segments = _segments(self._raw[0])
+        return self._segments
+
+    @segments.setter
+    def segments(self, value: list[tuple[str, int]]) -> None:
+        self._segments = value
+
+    @property
+    def headers(self) -> dict[str, Any]:
+        if self._headers is _UNREAD:
+            self._headers = _json_object(self._raw[1])
+        return self._headers
+
+    @headers.setter
+    def headers(self, value: dict[str, Any]) -> None:
+        self._headers = value
+
+    @property
+    def checksums(self) -> dict[str, str]:
+        if self._checksums is _UNREAD:
+            self._checksums = _json_object(self._raw[2])
+        return self._checksums
+
+    @checksums.setter
+    def checksums(self, value: dict[str, str]) -> None:
+        self._checksums = value
+
+
+class _BucketCache:
+    """Bucket rows and bucket configs (policy, ACL, versioning, CORS...) in memory.
+
+    Every S3 request reads its bucket and the configs access checks need; they change
+    rarely, so they are kept here and dropped on every write through `S3Store`. One
+    cache is shared by all the S3Stores on one `Database` (the S3 service's and
+    SageMaker's), and this server is the only writer of its data directory. A store
+    shared by several servers (PostgreSQL) will need cross-server invalidation
+    (LISTEN/NOTIFY or a version column) before it can keep this cache.
+
+    A value read from the database is kept only if no write finished while it was being
+    read (`generation`), so a reader racing a writer cannot leave a stale entry.
+    Configs are kept as their JSON text: every reader decodes its own copy.
+    """
+
+    _LIMIT = 10_000  # names come from clients (absent buckets are cached too)
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.generation = 0
+        self.buckets: dict[str, Bucket | None] = {}
+        self.configs: dict[tuple[str, str], str | None] = {}
+
+    def keep(self, generation: int, table: dict[Any, Any], key: Any, value: Any) -> None:
+        with self.lock:
+            if generation == self.generation:
+                if len(table) >= self._LIMIT:
+                    table.clear()
+                table[key] = value
+
+    def invalidate(self, bucket: str) -> None:
+        with self.lock:
+            self.generation += 1
+            self.buckets.pop(bucket, None)
+            for key in [k for k in self.configs if k[0] == bucket]:
+                del self.configs[key]
+
+
+_CACHES: weakref.WeakKeyDictionary[Database, _BucketCache] = weakref.WeakKeyDictionary()
+_CACHES_LOCK = threading.Lock()
+
+
+def _cache_of(db: Database) -> _BucketCache:
+    with _CACHES_LOCK:
+        cache = _CACHES.get(db)
+        if cache is None:
+            cache = _CACHES[db] = _BucketCache()
+        return cache
 
 
 @dataclass
@@ -182,16 +294,49 @@ class S3Store:
         self.db = db
         self.blobs = blobs
         db.migrate("s3", SCHEMA)
+        self._cache = _cache_of(db)
+
+    @contextmanager
+    def _changing(self, bucket: str) -> Iterator[None]:
+        """Around a write to a bucket's row or configs: drop the cached copies once the
+        write is committed or rolled back (and, inside a transaction, at once too)."""
+        try:
+            yield
+        finally:
+            self._cache.invalidate(bucket)
 
     # ------------------------------------------------------------ bytes
 
     async def ingest(self, pieces: AsyncIterable[bytes], algorithms: set[str]) -> Ingested:
-        """Stream `pieces` into a new durable blob, hashing as they pass."""
-        writer = self.blobs.writer()
+        """Stream `pieces` into a new durable blob, hashing as they pass.
+
+        A body of up to SMALL_BODY bytes is gathered in memory first and written,
+        fsynced and renamed by one worker-thread call; a larger one streams into a temp
+        file opened off the event loop.
+        """
         md5 = hashlib.md5()
         hashers = {name: new_hasher(name) for name in algorithms}
+        source = aiter(pieces)
+        gathered: list[bytes] = []
+        size = 0
+        async for piece in source:
+            md5.update(piece)
+            for hasher in hashers.values():
+                hasher.update(piece)
+            gathered.append(piece)
+            size += len(piece)
+            if size > SMALL_BODY:
+                break
+        else:
+            blob_id = await asyncio.to_thread(self.blobs.write, gathered)
+            digests = {name: hasher.digest() for name, hasher in hashers.items()}
+            return Ingested(blob_id, size, md5.digest(), digests)
+        writer = await asyncio.to_thread(self.blobs.writer)
         try:
-            async for piece in pieces:
+            for piece in gathered:
+                writer.write(piece)
+            del gathered
+            async for piece in source:  # the rest of the body, after `gathered`
                 writer.write(piece)
                 md5.update(piece)
                 for hasher in hashers.values():
@@ -211,20 +356,29 @@ class S3Store:
 
     def create_bucket(self, bucket: Bucket) -> bool:
         """Insert the bucket; False if the name is taken."""
-        changed = self.db.execute(
-            "INSERT INTO s3_buckets (name, account_id, owner_name, region, created) "
-            "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
-            (bucket.name, bucket.account_id, bucket.owner_name, bucket.region,
-             bucket.created.timestamp()),
-        )
+        with self._changing(bucket.name):
+            changed = self.db.execute(
+                "INSERT INTO s3_buckets (name, account_id, owner_name, region, created) "
+                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                (bucket.name, bucket.account_id, bucket.owner_name, bucket.region,
+                 bucket.created.timestamp()),
+            )
         return changed == 1
 
     def get_bucket(self, name: str) -> Bucket | None:
+        """The bucket row (cached; treat it as read-only), or None."""
+        cache = self._cache
+        try:
+            return cache.buckets[name]
+        except KeyError:
+            pass
+        generation = cache.generation
         row = self.db.one("SELECT * FROM s3_buckets WHERE name = ?", (name,))
-        if row is None:
-            return None
-        return Bucket(row["name"], row["account_id"], row["owner_name"], row["region"],
-                      _ts(row["created"]))
+        bucket = None if row is None else Bucket(
+            row["name"], row["account_id"], row["owner_name"], row["region"],
+            _ts(row["created"]))
+        cache.keep(generation, cache.buckets, name, bucket)
+        return bucket
 
     def list_buckets(self, account_id: str) -> list[Bucket]:
         rows = self.db.query(
@@ -243,7 +397,7 @@ class S3Store:
 
     def delete_bucket(self, name: str) -> list[str]:
         """Delete an empty bucket and its unfinished uploads; returns blobs to discard."""
-        with self.db.transaction():
+        with self._changing(name), self.db.transaction():
             blobs = [r["blob"] for r in self.db.query(
                 "SELECT p.blob FROM s3_parts p JOIN s3_uploads u USING (upload_id) "
                 "WHERE u.bucket = ?", (name,))]
@@ -253,23 +407,32 @@ class S3Store:
 
     def get_config(self, bucket: str, name: str) -> Any:
         """A bucket-level setting (tagging, CORS, policy...), JSON-decoded, or None."""
-        row = self.db.one(
-            "SELECT value FROM s3_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
-        )
-        return json.loads(row["value"]) if row else None
+        cache = self._cache
+        try:
+            text = cache.configs[(bucket, name)]
+        except KeyError:
+            generation = cache.generation
+            row = self.db.one(
+                "SELECT value FROM s3_bucket_config WHERE bucket = ? AND name = ?",
+                (bucket, name),
+            )
+            text = row["value"] if row else None
+            cache.keep(generation, cache.configs, (bucket, name), text)
+        return None if text is None else json.loads(text)
 
     def set_config(self, bucket: str, name: str, value: Any) -> None:
         """Store a bucket-level setting; None deletes it."""
-        if value is None:
+        with self._changing(bucket):
+            if value is None:
+                self.db.execute(
+                    "DELETE FROM s3_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
+                )
+                return
             self.db.execute(
-                "DELETE FROM s3_bucket_config WHERE bucket = ? AND name = ?", (bucket, name)
+                "INSERT INTO s3_bucket_config (bucket, name, value) VALUES (?, ?, ?) "
+                "ON CONFLICT (bucket, name) DO UPDATE SET value = excluded.value",
+                (bucket, name, json.dumps(value)),
             )
-            return
-        self.db.execute(
-            "INSERT INTO s3_bucket_config (bucket, name, value) VALUES (?, ?, ?) "
-            "ON CONFLICT (bucket, name) DO UPDATE SET value = excluded.value",
-            (bucket, name, json.dumps(value)),
-        )
 
     # ------------------------------------------------------------ objects
 
@@ -456,7 +619,7 @@ class S3Store:
 
     def enable_versioning(self, bucket: str, status: str) -> None:
         """Set Enabled/Suspended; on first use, existing objects become `null` versions."""
-        with self.db.transaction():
+        with self._changing(bucket), self.db.transaction():
             if versioning_status(self, bucket) is None:
                 self.db.execute(
                     "INSERT INTO s3_versions (bucket, key, version_id, delete_marker, size, "

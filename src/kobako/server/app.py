@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import time
-import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
 
@@ -82,12 +82,13 @@ class KobakoApp:
             body=BodyStream(incoming.pieces()),
             client_ip=(scope.get("client") or ("",))[0],
         )
-        request_id = uuid.uuid4().hex.upper()[:16]
+        request_id = os.urandom(8).hex().upper()
         service = self._default
         operation = "-"
+        view = _view(request)  # one per request: it remembers the parsed signature
         try:
-            service = self._pick_service(request)
-            response, operation = await self._dispatch(service, request, request_id)
+            service = self._pick_service(request, view)
+            response, operation = await self._dispatch(service, request, request_id, view)
         except AwsError as error:
             response = service.codec.serialize_error(error, request_id)
         except Exception:
@@ -99,14 +100,17 @@ class KobakoApp:
         if not incoming.done and not await incoming.drain():
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD")
-        log.info(
-            "%s %s %s -> %d %s %.1fms", request.method, request.raw_path, service.name,
-            response.status, operation, (time.perf_counter() - started) * 1000,
-        )
+        if log.isEnabledFor(logging.INFO):
+            # The record is made directly: Logger.info would also walk the stack to find
+            # the caller, which the log format does not show.
+            log.handle(log.makeRecord(
+                log.name, logging.INFO, __file__, 0, "%s %s %s -> %d %s %.1fms",
+                (request.method, request.raw_path, service.name, response.status, operation,
+                 (time.perf_counter() - started) * 1000), None, "_http",
+            ))
 
-    def _pick_service(self, request: HttpRequest) -> Service:
-        view = _view(request)
-        found = parse_auth(view)
+    def _pick_service(self, request: HttpRequest, view: RequestView | None = None) -> Service:
+        found = parse_auth(view or _view(request))
         if found is not None:
             service = self._by_signing_name.get(found[1])
             if service is None:
@@ -118,14 +122,15 @@ class KobakoApp:
         return self._by_target.get(target, self._default)
 
     async def _dispatch(
-        self, service: Service, request: HttpRequest, request_id: str
+        self, service: Service, request: HttpRequest, request_id: str,
+        view: RequestView | None = None,
     ) -> tuple[HttpResponse, str]:
         path = self._path(service, request)
         if service.preflight is not None:
             early = await service.preflight(request, path)
             if early is not None:
                 return early, "Preflight"
-        auth = await self._authenticate(service, request)
+        auth = await self._authenticate(service, request, view)
         op, labels = service.codec.find_operation(request, path)
         handler = service.handlers.get(op.name)
         if handler is None:
@@ -150,8 +155,10 @@ class KobakoApp:
     def _path(service: Service, request: HttpRequest) -> str:
         return service.rewrite_path(request) if service.rewrite_path else request.raw_path
 
-    async def _authenticate(self, service: Service, request: HttpRequest) -> AuthContext:
-        view = _view(request)
+    async def _authenticate(
+        self, service: Service, request: HttpRequest, view: RequestView | None = None
+    ) -> AuthContext:
+        view = view or _view(request)
         if parse_auth(view) is None:
             if service.name == "s3" and parse_auth_v2(view) is not None:
                 return self._authenticate_v2(service, request, view)
