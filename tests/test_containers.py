@@ -149,7 +149,8 @@ def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
             pytest.skip(why)
         with open(root / "service.log", "wb") as log:
             service = subprocess.Popen(["podman", "system", "service", "--time=0", host],
-                                       env=env, stdout=subprocess.DEVNULL, stderr=log)
+                                       env=env, stdout=subprocess.DEVNULL, stderr=log,
+                                       cwd=root)  # conmon drops an `oom` file in its cwd
         client = _connect(host, service)
         if client is None:
             pytest.skip(f"podman system service did not start: "

@@ -16,6 +16,7 @@ Read from an optional TOML file (`kobako serve --config FILE`):
     container_host = "unix:///run/podman/podman.sock"   # else DOCKER_HOST, docker.sock, ...
     pull_timeout = 300                 # seconds before an image pull counts as failed
     registry_mirror = "mirror.internal:5000"            # tried first for Docker Hub images
+    sagemaker = "container"            # SageMaker images run as containers (else: default)
 
 Without a file there is one user, `test` / `test`, in account 000000000000.
 """
@@ -47,6 +48,8 @@ class RuntimeConfig:
     container_host: str | None = None
     pull_timeout: float = 300.0
     registry_mirror: str | None = None
+    # SageMaker's own choice (see kobako.sagemaker.placement); None: follow `default`.
+    sagemaker: str | None = None
 
     @classmethod
     def parse(cls, raw: dict[str, object]) -> RuntimeConfig:
@@ -59,6 +62,10 @@ class RuntimeConfig:
         out.pull_timeout = float(str(raw.get("pull_timeout", out.pull_timeout)))
         mirror = raw.get("registry_mirror")
         out.registry_mirror = str(mirror) if mirror else None
+        sagemaker = raw.get("sagemaker")
+        if sagemaker is not None and str(sagemaker) not in RUNTIMES:
+            raise ValueError(f"[runtime] sagemaker must be one of {RUNTIMES}, not {sagemaker}")
+        out.sagemaker = str(sagemaker) if sagemaker is not None else None
         return out
 
 

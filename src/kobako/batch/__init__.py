@@ -14,11 +14,17 @@ from kobako.server.service import Handler, Service
 from kobako.spec import service_model
 from kobako.store.db import Database
 
-__all__ = ["BatchStore", "Engine", "build"]
+__all__ = ["BatchStore", "Engine", "build", "build_with_engine"]
 
 
 def build(config: Config, db: Database, logs_store: LogStore,
           runtime: Runtime | None = None) -> Service:
+    return build_with_engine(config, db, logs_store, runtime)[0]
+
+
+def build_with_engine(config: Config, db: Database, logs_store: LogStore,
+                      runtime: Runtime | None = None) -> tuple[Service, Engine]:
+    """The service and its engine, whose host ledger other services share (SageMaker)."""
     store = BatchStore(db)
     runtimes = RuntimeSet(config.runtime, config.data_dir)  # cheap: engines connect lazily
     engine = Engine(store, runtime or runtimes, logs_store, config.data_dir / "batch" / "work")
@@ -27,7 +33,7 @@ def build(config: Config, db: Database, logs_store: LogStore,
     handlers.update(definitions.build_handlers(store))
     handlers.update(fairshare.build_handlers(store, engine.changed))
     handlers.update(jobs.build_handlers(store, engine))
-    return Service(
+    service = Service(
         name="batch",
         codec=RestJsonCodec(service_model("batch")),
         handlers=handlers,
@@ -35,3 +41,4 @@ def build(config: Config, db: Database, logs_store: LogStore,
         startup=[*([runtimes.open] if runtime is None else []), engine.start],
         shutdown=[engine.stop],
     )
+    return service, engine

@@ -538,6 +538,26 @@ class Engine:
         self._ended.append(Ended(job_id, attempts, status, status_reason, terminated))
         self.wake()
 
+    # ------------------------------------------------------------ other holders
+
+    def hold(self, owner: str, vcpus: float, memory_mib: int, gpus: int
+             ) -> tuple[str, ...] | None:
+        """Take capacity for work Batch does not run (SageMaker jobs) in this same
+        ledger, so the two never oversubscribe the host together; the GPU ids given, or
+        None if it does not fit now. `owner` must not look like a Batch job id."""
+        _, cpus, memory, free_gpus = self._capacity()
+        if owner in self.running or cpus + vcpus > self.host.cpus or \
+                memory + memory_mib > self.host.memory_mib or gpus > len(free_gpus):
+            return None
+        ids = tuple(free_gpus[:gpus])
+        self.running[owner] = Running(owner, "", vcpus, memory_mib, gpus, gpu_ids=ids)
+        return ids
+
+    def unhold(self, owner: str) -> None:
+        """Give back what `hold` took; Batch may use it at once."""
+        if self.running.pop(owner, None) is not None:
+            self.wake()
+
     # ------------------------------------------------------------ terminate
 
     async def terminate(self, job_ids: list[str], reason: str) -> None:

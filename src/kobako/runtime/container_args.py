@@ -131,6 +131,12 @@ def create_kwargs(spec: AttemptSpec, job_id: str, owner: str) -> dict[str, Any]:
                    docker.types.DeviceRequest(driver="nvidia", count=spec.gpus,
                                               capabilities=[["gpu"]]))
         kwargs["device_requests"] = [request]
+    if props.get("entryPoint"):
+        kwargs["entrypoint"] = [str(part) for part in props["entryPoint"]]
+    if props.get("portMappings"):
+        # Published on loopback only: the server talks to it, nobody else should.
+        kwargs["ports"] = {f"{int(m['containerPort'])}/tcp": ("127.0.0.1", int(m["hostPort"]))
+                           for m in props["portMappings"]}
     if spec.options.get("oci_runtime"):
         kwargs["runtime"] = spec.options["oci_runtime"]
     return kwargs

@@ -1,16 +1,19 @@
-"""SageMaker: training jobs that really run, and endpoints that really serve.
+"""SageMaker: training, processing and transform jobs that really run, endpoints that
+really serve.
 
 `build` returns two services on one store: `sagemaker` (the JSON control plane,
 X-Amz-Target SageMaker.*) and `sagemaker-runtime` (InvokeEndpoint; the app routes
-SigV4 scope 'sagemaker' without X-Amz-Target to it). Training input and model
-artifacts go through kobako's S3 store in process.
+SigV4 scope 'sagemaker' without X-Amz-Target to it). Input, outputs and model
+artifacts go through kobako's S3 store in process. Jobs take their CPUs, memory and
+GPUs from the ledger Batch's engine keeps (`ledger`), so both share one machine.
 
 With the process runtime, a script-mode job (hyperparameter `sagemaker_program`) runs
 its entry point with this server's Python, so the script's dependencies must be
-installed there. Any other job runs AlgorithmSpecification.ContainerEntrypoint (+
-ContainerArguments) if given, else `<TrainingImage>/train` when TrainingImage names a
-local directory, else `train` from PATH: the `docker run <image> train` of AWS.
-Only host algo-1 runs, whatever the InstanceCount.
+installed there (or listed in the source's requirements.txt). Any other job runs
+AlgorithmSpecification.ContainerEntrypoint (+ ContainerArguments) if given, else
+`<TrainingImage>/train` when TrainingImage names a local directory, else `train`
+from PATH: the `docker run <image> train` of AWS. With the container runtime (see
+`placement`), real images run as containers with /opt/ml mounted.
 """
 
 from __future__ import annotations
@@ -20,13 +23,16 @@ from kobako.config import Config
 from kobako.logs.store import LogStore
 from kobako.protocol.codecs import JsonCodec, RestJsonCodec
 from kobako.runtime.base import Runtime
-from kobako.runtime.process import ProcessRuntime
+from kobako.runtime.select import RuntimeSet
 from kobako.s3.store import S3Store
-from kobako.sagemaker import hosting_api, invoke, training_api
-from kobako.sagemaker.capacity import Capacity
+from kobako.sagemaker import hosting_api, invoke, processing_api, training_api, transform_api
+from kobako.sagemaker.capacity import Capacity, Ledger, LocalLedger
 from kobako.sagemaker.endpoints import EndpointManager
+from kobako.sagemaker.placement import Placer
+from kobako.sagemaker.processing import ProcessingRunner
 from kobako.sagemaker.store import SageMakerStore
 from kobako.sagemaker.training import TrainingRunner
+from kobako.sagemaker.transform import TransformRunner
 from kobako.server.service import Handler, Service
 from kobako.spec import service_model
 from kobako.store.blobs import BlobStore
@@ -36,26 +42,38 @@ __all__ = ["build"]
 
 
 def build(config: Config, db: Database, logs_store: LogStore,
-          runtime: Runtime | None = None) -> list[Service]:
+          runtime: Runtime | None = None, ledger: Ledger | None = None) -> list[Service]:
     store = SageMakerStore(db)
     s3 = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     work = config.data_dir / "sagemaker"
-    runtime = runtime or ProcessRuntime()
-    runner = TrainingRunner(store, s3, logs_store, runtime, work / "training",
-                            Capacity(Host.detect()))
-    manager = EndpointManager(store, s3, logs_store, runtime, work / "endpoints")
+    runtime = runtime or RuntimeSet(config.runtime, config.data_dir)
+    capacity = Capacity(ledger or LocalLedger(Host.detect()))
+    placer = Placer(config.runtime.sagemaker or config.runtime.default)
+    runner = TrainingRunner(store, s3, logs_store, runtime, work / "training", capacity,
+                            placer)
+    processing = ProcessingRunner(store, s3, logs_store, runtime, work / "processing",
+                                  capacity, placer)
+    transform = TransformRunner(store, s3, logs_store, runtime, work / "transform", capacity,
+                                placer)
+    manager = EndpointManager(store, s3, logs_store, runtime, work / "endpoints", placer)
 
     async def start() -> None:
         await runner.start()
+        await processing.start()
+        await transform.start()
         await manager.start()
 
     async def stop() -> None:
         await runner.stop()
+        await processing.stop()
+        await transform.stop()
         await manager.stop()
         await runtime.close()
 
     handlers: dict[str, Handler] = {}
     handlers.update(training_api.build_handlers(store, runner))
+    handlers.update(processing_api.build_handlers(store, processing))
+    handlers.update(transform_api.build_handlers(store, transform))
     handlers.update(hosting_api.build_handlers(store, manager))
     control = Service(name="sagemaker", codec=JsonCodec(service_model("sagemaker")),
                       handlers=handlers, signing_names=("sagemaker",),

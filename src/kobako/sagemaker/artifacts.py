@@ -127,3 +127,41 @@ def fetch_tarball(store: S3Store, uri_or_path: str, dest: Path, scratch: Path) -
         unpack(local, dest)
     else:
         raise S3Missing(f"{uri_or_path} does not exist")
+
+
+def upload_dir(store: S3Store, bucket: str, prefix: str, source: Path,
+               content_type: str = "binary/octet-stream") -> int:
+    """Upload every file under `source` to `prefix` + its relative path; the count."""
+    base = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
+    count = 0
+    for item in sorted(source.rglob("*")):
+        if item.is_file():
+            upload_file(store, bucket, base + item.relative_to(source).as_posix(), item,
+                        content_type)
+            count += 1
+    return count
+
+
+def list_keys(store: S3Store, bucket: str, prefix: str) -> list[str]:
+    """Every object key under `prefix` (folders' marker objects left out)."""
+    if store.get_bucket(bucket) is None:
+        raise S3Missing(f"The specified bucket does not exist: {bucket}")
+    keys: list[str] = []
+    after = ""
+    while True:
+        records = store.list_objects(bucket, prefix, after, _PAGE)
+        keys += [r.key for r in records if not r.key.endswith("/")]
+        if len(records) < _PAGE:
+            return keys
+        after = records[-1].key
+
+
+def read_object(store: S3Store, bucket: str, key: str) -> bytes:
+    record = store.get_object(bucket, key)
+    if record is None:
+        raise S3Missing(f"s3://{bucket}/{key} does not exist")
+    chunks = []
+    for blob_id, _ in record.segments:
+        with store.blobs.open(blob_id) as source:
+            chunks.append(source.read())
+    return b"".join(chunks)

@@ -82,11 +82,17 @@ def user_hyperparameters(decoded: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in decoded.items() if k not in RESERVED}
 
 
-def resource_config(instance_type: str) -> dict[str, Any]:
-    return {"current_host": HOST, "current_instance_type": instance_type,
-            "current_group_name": GROUP, "hosts": [HOST],
+def host_names(count: int) -> list[str]:
+    return [f"algo-{i + 1}" for i in range(max(1, count))]
+
+
+def resource_config(instance_type: str, current: str = HOST,
+                    hosts: list[str] | None = None) -> dict[str, Any]:
+    hosts = hosts or [HOST]
+    return {"current_host": current, "current_instance_type": instance_type,
+            "current_group_name": GROUP, "hosts": hosts,
             "instance_groups": [{"instance_group_name": GROUP, "instance_type": instance_type,
-                                 "hosts": [HOST]}],
+                                 "hosts": hosts}],
             "network_interface_name": "eth0"}
 
 
@@ -102,14 +108,18 @@ def input_data_config(channels: list[dict[str, Any]]) -> dict[str, Any]:
     return config
 
 
-def write_config(layout: Layout, detail: dict[str, Any]) -> None:
+def write_config(config_dir: Path, detail: dict[str, Any], current: str = HOST,
+                 hosts: list[str] | None = None) -> None:
+    """input/config/*.json as host `current` of `hosts` sees them."""
     files = {
         "hyperparameters.json": detail.get("HyperParameters") or {},
-        "resourceconfig.json": resource_config(detail["ResourceConfig"]["InstanceType"]),
+        "resourceconfig.json": resource_config(detail["ResourceConfig"]["InstanceType"],
+                                               current, hosts),
         "inputdataconfig.json": input_data_config(detail.get("InputDataConfig") or []),
     }
+    config_dir.mkdir(parents=True, exist_ok=True)
     for name, content in files.items():
-        (layout.config / name).write_text(json.dumps(content, indent=2))
+        (config_dir / name).write_text(json.dumps(content, indent=2))
 
 
 def _arg_value(value: Any) -> str:
@@ -137,18 +147,21 @@ def program_argv(layout: Layout, program: str, hps: dict[str, Any]) -> list[str]
 
 
 def environment(layout: Layout, detail: dict[str, Any], decoded: dict[str, Any],
-                cpus: int, gpus: int) -> dict[str, str]:
+                cpus: int, gpus: int, current: str = HOST, hosts: list[str] | None = None,
+                config_dir: Path | None = None) -> dict[str, str]:
     """The SM_* variables of the framework containers, plus the job's own Environment."""
+    hosts = hosts or [HOST]
+    config = config_dir or layout.config
     hps = user_hyperparameters(decoded)
     channels = sorted(c["ChannelName"] for c in detail.get("InputDataConfig") or [])
     instance_type = detail["ResourceConfig"]["InstanceType"]
     program = str(decoded.get("sagemaker_program") or "")
     env: dict[str, str] = {
-        "SM_HOSTS": json.dumps([HOST]), "SM_CURRENT_HOST": HOST,
+        "SM_HOSTS": json.dumps(hosts), "SM_CURRENT_HOST": current,
         "SM_CURRENT_INSTANCE_TYPE": instance_type, "SM_CURRENT_INSTANCE_GROUP": GROUP,
         "SM_NETWORK_INTERFACE_NAME": "eth0", "SM_NUM_CPUS": str(cpus), "SM_NUM_GPUS": str(gpus),
         "SM_MODEL_DIR": str(layout.model), "SM_INPUT_DIR": str(layout.input),
-        "SM_INPUT_CONFIG_DIR": str(layout.config), "SM_OUTPUT_DIR": str(layout.output),
+        "SM_INPUT_CONFIG_DIR": str(config), "SM_OUTPUT_DIR": str(layout.output),
         "SM_OUTPUT_DATA_DIR": str(layout.output_data),
         "SM_OUTPUT_INTERMEDIATE_DIR": str(layout.output / "intermediate"),
         "SM_CHANNELS": json.dumps(channels), "SM_HPS": json.dumps(hps),
@@ -157,7 +170,7 @@ def environment(layout: Layout, detail: dict[str, Any], decoded: dict[str, Any],
             str(decoded.get("sagemaker_submit_directory") or ""),
         "SM_LOG_LEVEL": str(decoded.get("sagemaker_container_log_level") or 20),
         "SM_FRAMEWORK_PARAMS": "{}", "SM_FRAMEWORK_MODULE": "",
-        "SM_RESOURCE_CONFIG": json.dumps(resource_config(instance_type)),
+        "SM_RESOURCE_CONFIG": json.dumps(resource_config(instance_type, current, hosts)),
         "SM_INPUT_DATA_CONFIG": json.dumps(input_data_config(detail.get("InputDataConfig")
                                                               or [])),
         "TRAINING_JOB_NAME": detail["TrainingJobName"],
@@ -171,17 +184,18 @@ def environment(layout: Layout, detail: dict[str, Any], decoded: dict[str, Any],
     env["SM_TRAINING_ENV"] = json.dumps({
         "additional_framework_parameters": {}, "channel_input_dirs":
             {c: str(layout.data / c) for c in channels},
-        "current_host": HOST, "current_instance_type": instance_type, "hosts": [HOST],
-        "framework_module": "", "hyperparameters": hps, "input_config_dir": str(layout.config),
+        "current_host": current, "current_instance_type": instance_type, "hosts": hosts,
+        "framework_module": "", "hyperparameters": hps, "input_config_dir": str(config),
         "input_data_config": input_data_config(detail.get("InputDataConfig") or []),
-        "input_dir": str(layout.input), "is_master": True,
-        "job_name": detail["TrainingJobName"], "log_level": 20, "master_hostname": HOST,
+        "input_dir": str(layout.input), "is_master": current == hosts[0],
+        "job_name": detail["TrainingJobName"], "log_level": 20, "master_hostname": hosts[0],
         "model_dir": str(layout.model), "module_dir": env["SM_MODULE_DIR"],
         "module_name": env["SM_MODULE_NAME"], "network_interface_name": "eth0",
         "num_cpus": cpus, "num_gpus": gpus, "output_data_dir": str(layout.output_data),
         "output_dir": str(layout.output), "output_intermediate_dir":
             str(layout.output / "intermediate"),
-        "resource_config": resource_config(instance_type), "user_entry_point": program,
+        "resource_config": resource_config(instance_type, current, hosts),
+        "user_entry_point": program,
     })
     env.update({str(k): str(v) for k, v in (detail.get("Environment") or {}).items()})
     return env

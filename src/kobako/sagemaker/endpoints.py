@@ -1,9 +1,8 @@
 """Runs endpoints: one model-server process per production variant, health-checked.
 
-Deploying a variant unpacks the model's ModelDataUrl (model.tar.gz from kobako's
-S3) and, if the model names one, its SAGEMAKER_SUBMIT_DIRECTORY into model/code,
-starts `model_server.py` on a free local port and polls GET /ping until it answers
-200 (InService) or the process dies or the health-check timeout passes (Failed).
+Deploying a variant brings up a model server through `serving` (model data staged,
+`model_server.py` or the image's `serve`, GET /ping until it answers 200: InService;
+the process dies or the health-check timeout passes: Failed).
 Endpoints the database calls InService are redeployed when the server starts.
 """
 
@@ -11,30 +10,26 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import http.client
 import logging
 import random
 import secrets
 import shutil
-import socket
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from kobako.logs.store import LogStore, Scope
-from kobako.runtime.base import Attempt, AttemptSpec, Runtime, StartError
+from kobako.runtime.base import Attempt, Runtime
 from kobako.s3.store import S3Store
-from kobako.sagemaker import artifacts, model_server
+from kobako.sagemaker import serving
 from kobako.sagemaker.common import now
-from kobako.sagemaker.logpump import pump
+from kobako.sagemaker.placement import Placer
 from kobako.sagemaker.store import ENDPOINT, Key, SageMakerStore
 
 log = logging.getLogger("kobako.sagemaker")
 
 MARKER = "KOBAKO_SAGEMAKER_ENDPOINT"
 LIVE = ("Creating", "InService", "Updating", "SystemUpdating")
-_PING_TIMEOUT = 300.0
 
 
 class DeployFailed(Exception):
@@ -58,38 +53,10 @@ class Live:
     task: asyncio.Task[None] | None = None
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def _ping(port: int) -> bool:
-    try:
-        conn = http.client.HTTPConnection("127.0.0.1", port, timeout=2)
-        conn.request("GET", "/ping")
-        ok = conn.getresponse().status == 200
-        conn.close()
-        return ok
-    except OSError:
-        return False
-
-
-def post(port: int, body: bytes, headers: dict[str, str], timeout: float
-         ) -> tuple[int, bytes, str]:
-    """POST /invocations; (status, body, content type)."""
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout)
-    try:
-        conn.request("POST", "/invocations", body=body, headers=headers)
-        response = conn.getresponse()
-        return response.status, response.read(), response.getheader("Content-Type") or ""
-    finally:
-        conn.close()
-
-
 class EndpointManager:
     def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
-                 work_root: Path) -> None:
+                 work_root: Path, placer: Placer | None = None) -> None:
+        self.placer = placer or Placer()
         self.store = store
         self.s3 = s3
         self.logs = logs
@@ -212,54 +179,25 @@ class EndpointManager:
         container: dict[str, Any] = spec["Container"]
         workdir = self._root(key) / f"{name}-{generation}"
         model_dir = workdir / "model"
-        model_dir.mkdir(parents=True, exist_ok=True)
-        env = {str(k): str(v) for k, v in (container.get("Environment") or {}).items()}
         try:
-            if container.get("ModelDataUrl"):
-                await asyncio.to_thread(artifacts.fetch_tarball, self.s3,
-                                        str(container["ModelDataUrl"]), model_dir,
-                                        workdir / "model.tar.gz")
-            submit = env.get("SAGEMAKER_SUBMIT_DIRECTORY")
-            if submit and (submit.startswith("s3://") or Path(submit).exists()):
-                await asyncio.to_thread(artifacts.fetch_tarball, self.s3, submit,
-                                        model_dir / "code", workdir / "sourcedir.tar.gz")
-        except (artifacts.S3Missing, OSError, ValueError) as error:
-            raise DeployFailed(f"Failed to download model data for production variant {name}: "
-                               f"{error}") from None
-        port = free_port()
-        env.update({MARKER: detail["EndpointArn"], "SAGEMAKER_BIND_TO_PORT": str(port),
-                    "SM_MODEL_DIR": str(model_dir), "PYTHONUNBUFFERED": "1"})
-        argv = [sys.executable, str(Path(model_server.__file__)), "--model-dir", str(model_dir),
-                "--port", str(port)]
-        try:
-            attempt = await self.runtime.start(AttemptSpec(
-                argv=argv, env=env, workdir=workdir, image=container.get("Image"),
-                runtime="process"))
-        except StartError as error:
-            raise DeployFailed(f"Production variant {name} failed to start: "
-                               f"{error.reason}") from None
-        stream = f"{name}/i-{secrets.token_hex(8)}"
-        group = f"/aws/sagemaker/Endpoints/{key.name}"
-        pumping = asyncio.create_task(pump(attempt, self.logs, Scope(key.account, key.region),
-                                           group, stream))
-        variant = Variant(name, float(spec["Weight"]), port, attempt, pumping)
-        timeout = float(spec.get("HealthCheckTimeout") or _PING_TIMEOUT)
-        exited = asyncio.ensure_future(attempt.wait())
-        deadline = asyncio.get_running_loop().time() + timeout
-        try:
-            while True:
-                if await asyncio.to_thread(_ping, port):
-                    return variant
-                if exited.done() or asyncio.get_running_loop().time() > deadline:
-                    break
-                await asyncio.sleep(0.1)
-        except BaseException:
-            await self._kill([variant])
-            raise
-        await self._kill([variant])
-        raise DeployFailed(f"The primary container for production variant {name} did not pass "
-                           "the ping health check. Please check CloudWatch logs for this "
-                           "endpoint.")
+            await serving.stage_model(self.s3, container, model_dir, workdir)
+            server = await serving.launch(
+                self.runtime, self.logs, Scope(key.account, key.region),
+                f"/aws/sagemaker/Endpoints/{key.name}", f"{name}/i-{secrets.token_hex(8)}",
+                container=container, env={MARKER: detail["EndpointArn"]}, model_dir=model_dir,
+                workdir=workdir, choice=self.placer.choose(container.get("Image")),
+                timeout=float(spec.get("HealthCheckTimeout") or serving.PING_TIMEOUT))
+        except serving.ServeFailed as failed:
+            if failed.stage == "download":
+                raise DeployFailed(f"Failed to download model data for production variant "
+                                   f"{name}: {failed}") from None
+            if failed.stage == "start":
+                raise DeployFailed(f"Production variant {name} failed to start: "
+                                   f"{failed}") from None
+            raise DeployFailed(f"The primary container for production variant {name} did not "
+                               "pass the ping health check. Please check CloudWatch logs for "
+                               "this endpoint.") from None
+        return Variant(name, float(spec["Weight"]), server.port, server.attempt, server.pumping)
 
     # ------------------------------------------------------------ invoking
 

@@ -10,7 +10,8 @@ import asyncio
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.sagemaker.endpoints import EndpointManager, post
+from kobako.sagemaker.endpoints import EndpointManager
+from kobako.sagemaker.serving import post
 from kobako.sagemaker.store import ENDPOINT, Key, SageMakerStore
 from kobako.server.service import Handler, RequestContext
 

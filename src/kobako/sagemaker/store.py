@@ -35,6 +35,8 @@ TRAINING = "training-job"
 MODEL = "model"
 CONFIG = "endpoint-config"
 ENDPOINT = "endpoint"
+PROCESSING = "processing-job"
+TRANSFORM = "transform-job"
 
 
 @dataclass(frozen=True)

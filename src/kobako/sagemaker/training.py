@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import re
 import shutil
 import time
@@ -20,14 +21,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kobako.batch.engine import gpu_environment
 from kobako.logs.store import LogStore, Scope
 from kobako.runtime.base import Attempt, AttemptSpec, OutputLine, Runtime, StartError
 from kobako.s3.store import S3Store
 from kobako.sagemaker import artifacts, contract
-from kobako.sagemaker.capacity import Capacity, Grant
+from kobako.sagemaker import training_support as support
+from kobako.sagemaker.capacity import Capacity, Grant, NeverFits
 from kobako.sagemaker.common import now, split_s3
 from kobako.sagemaker.instances import lookup
 from kobako.sagemaker.logpump import pump
+from kobako.sagemaker.placement import Placer
 from kobako.sagemaker.store import TRAINING, Key, SageMakerStore
 
 log = logging.getLogger("kobako.sagemaker")
@@ -59,7 +63,7 @@ class Run:
     key: Key
     detail: dict[str, Any]
     task: asyncio.Task[None] | None = None
-    attempt: Attempt | None = None
+    attempts: list[Attempt] = field(default_factory=list)
     stop_requested: bool = False
     timed_out: bool = False
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -85,7 +89,8 @@ def transition(detail: dict[str, Any], status: str, message: str | None = None) 
 
 class TrainingRunner:
     def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
-                 work_root: Path, capacity: Capacity) -> None:
+                 work_root: Path, capacity: Capacity, placer: Placer | None = None) -> None:
+        self.placer = placer or Placer()
         self.store = store
         self.s3 = s3
         self.logs = logs
@@ -135,8 +140,8 @@ class TrainingRunner:
         run.detail["TrainingJobStatus"] = "Stopping"
         transition(run.detail, "Stopping")
         self._save(run)
-        if run.attempt is not None:
-            await run.attempt.kill()
+        for attempt in run.attempts:
+            await attempt.kill()
         return run.detail
 
     # ------------------------------------------------------------ one job
@@ -158,6 +163,11 @@ class TrainingRunner:
             detail["TrainingTimeInSeconds"] = seconds
             detail["BillableTimeInSeconds"] = seconds
 
+    def _queued(self, run: Run) -> None:
+        transition(run.detail, "Starting", "Preparing the instances for training: waiting "
+                   "for free capacity on this kobako host")
+        self._save(run)
+
     async def _run(self, run: Run) -> None:
         detail = run.detail
         layout = contract.Layout(self._workdir(run.key))
@@ -167,17 +177,21 @@ class TrainingRunner:
             spec = lookup(str(config["InstanceType"]))
             assert spec is not None
             count = int(config.get("InstanceCount") or 1)
-            grant = self.capacity.clamp(spec.vcpus * count, int(spec.memory_gib * 1024) * count,
-                                        spec.gpus * count)
-            await self.capacity.acquire(grant)
+            try:
+                ask = self.capacity.clamp(spec.vcpus * count,
+                                          int(spec.memory_gib * 1024) * count, spec.gpus * count)
+            except NeverFits as error:
+                raise JobFailed(str(error)) from None
+            grant = await self.capacity.acquire(ask, lambda: self._queued(run))
             if run.stop_requested:
                 raise asyncio.CancelledError
             await self._stage(run, layout)
             code = await self._train(run, layout, grant)
+            await self._save_checkpoints(run, layout)
             await self._conclude(run, layout, code)
         except asyncio.CancelledError:
-            if run.attempt is not None:
-                await run.attempt.kill()
+            for attempt in run.attempts:
+                await attempt.kill()
             if self._stopping:
                 raise
             self._finish(detail, "Stopped", "Stopped")
@@ -205,7 +219,8 @@ class TrainingRunner:
         self._save(run)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.create()
-        contract.write_config(layout, detail)
+        contract.write_config(layout.config, detail, contract.HOST, contract.host_names(
+            int(detail["ResourceConfig"].get("InstanceCount") or 1)))
         for channel in detail.get("InputDataConfig") or []:
             name = channel["ChannelName"]
             source = (channel.get("DataSource") or {}).get("S3DataSource")
@@ -230,6 +245,30 @@ class TrainingRunner:
             except (artifacts.S3Missing, OSError, ValueError) as error:
                 raise JobFailed(f"ClientError: Could not download the source code "
                                 f"({submit}): {error}") from None
+        checkpoints = detail.get("CheckpointConfig") or {}
+        if checkpoints.get("S3Uri"):
+            bucket, prefix = split_s3(str(checkpoints["S3Uri"]))
+            try:
+                local = support.checkpoint_local(layout.root, checkpoints.get("LocalPath"))
+                local.mkdir(parents=True, exist_ok=True)
+                if self.s3.get_bucket(bucket) is not None:
+                    await asyncio.to_thread(artifacts.download_prefix, self.s3, bucket, prefix,
+                                            local)
+            except (artifacts.S3Missing, OSError, ValueError) as error:
+                raise JobFailed(f"ClientError: Checkpoint download failed: {error}") from None
+
+    async def _save_checkpoints(self, run: Run, layout: contract.Layout) -> None:
+        """Copy LocalPath back to CheckpointConfig.S3Uri, whatever the job's outcome."""
+        checkpoints = run.detail.get("CheckpointConfig") or {}
+        if not checkpoints.get("S3Uri"):
+            return
+        bucket, prefix = split_s3(str(checkpoints["S3Uri"]))
+        try:
+            local = support.checkpoint_local(layout.root, checkpoints.get("LocalPath"))
+            if local.is_dir():
+                await asyncio.to_thread(artifacts.upload_dir, self.s3, bucket, prefix, local)
+        except (artifacts.S3Missing, OSError, ValueError) as error:
+            log.warning("training job %s: checkpoint upload failed: %s", run.key.name, error)
 
     def _argv(self, detail: dict[str, Any], layout: contract.Layout,
               decoded: dict[str, Any]) -> tuple[list[str], Path]:
@@ -248,31 +287,59 @@ class TrainingRunner:
         return ["train"], layout.root
 
     async def _train(self, run: Run, layout: contract.Layout, grant: Grant) -> int:
+        """Run one process per host (algo-1..algo-N); the first failure ends them all."""
         detail = run.detail
         decoded = contract.decode(detail.get("HyperParameters") or {})
         argv, cwd = self._argv(detail, layout, decoded)
-        env = contract.environment(layout, detail, decoded, grant.cpus, grant.gpus)
-        env[MARKER] = detail["TrainingJobArn"]
+        checkpoints = detail.get("CheckpointConfig") or {}
+        argv = support.rewrite(argv, {
+            support.OPT_ML: layout.root,
+            str(checkpoints.get("LocalPath") or support.DEFAULT_CHECKPOINTS):
+                support.checkpoint_local(layout.root, checkpoints.get("LocalPath"))})
+        count = int(detail["ResourceConfig"].get("InstanceCount") or 1)
+        hosts = contract.host_names(count)
+        cpus, memory, gpus = (max(1, grant.cpus // count), grant.memory_mib // count,
+                              grant.gpus // count)
+        port = support.master_port()
+        scope = Scope(run.key.account, run.key.region)
+        streams = [support.stream(run.key.name, host) for host in hosts]
+        deps = await support.install_requirements(
+            layout.code, layout.root / "dependencies",
+            lambda text: self.logs.append(scope, LOG_GROUP, streams[0],
+                                          [(int(time.time() * 1000), text)]))
         detail["TrainingStartTime"] = now()
         transition(detail, "Training", "Downloading the training image.")
         self._save(run)
-        spec = AttemptSpec(argv=argv, env=env, workdir=cwd, vcpus=float(grant.cpus),
-                           memory_mib=grant.memory_mib if grant.gpus == 0 else None,
-                           gpus=grant.gpus, runtime="process",
-                           image=(detail.get("AlgorithmSpecification") or {})
-                           .get("TrainingImage"))
-        try:
-            attempt = await self.runtime.start(spec)
-        except StartError as error:
-            raise JobFailed(f"AlgorithmError: {error.reason}") from None
-        run.attempt = attempt
-        self.store.set_refs(run.key, [attempt.ref])
+        specs = []
+        for rank, host in enumerate(hosts):
+            config_dir = layout.config if rank == 0 else layout.root / "hosts" / host / "config"
+            if rank:
+                contract.write_config(config_dir, detail, host, hosts)
+            env = contract.environment(layout, detail, decoded, cpus, gpus, host, hosts,
+                                       config_dir)
+            env.update(support.distributed_env(rank, hosts, port))
+            env.update(gpu_environment(self.capacity.host,
+                                       grant.gpu_ids[rank * gpus:(rank + 1) * gpus]))
+            if deps is not None:
+                env["PYTHONPATH"] = os.pathsep.join(
+                    p for p in (str(deps), env.get("PYTHONPATH", "")) if p)
+            env[MARKER] = detail["TrainingJobArn"]
+            specs.append(AttemptSpec(
+                argv=argv, env=env, workdir=cwd, vcpus=float(cpus),
+                memory_mib=memory if gpus == 0 else None, gpus=gpus,
+                gpu_ids=grant.gpu_ids[rank * gpus:(rank + 1) * gpus], runtime="process",
+                image=(detail.get("AlgorithmSpecification") or {}).get("TrainingImage")))
+        for spec in specs:
+            try:
+                run.attempts.append(await self.runtime.start(spec))
+            except StartError as error:
+                raise JobFailed(f"AlgorithmError: {error.reason}") from None
+        self.store.set_refs(run.key, [a.ref for a in run.attempts])
         transition(detail, "Training")
         self._save(run)
         if run.stop_requested:
-            await attempt.kill()
-        scope = Scope(run.key.account, run.key.region)
-        stream = f"{run.key.name}/algo-1-{int(time.time())}"
+            for attempt in run.attempts:
+                await attempt.kill()
         patterns = [(str(m["Name"]), re.compile(str(m["Regex"]))) for m in
                     (detail.get("AlgorithmSpecification") or {}).get("MetricDefinitions") or []]
 
@@ -285,19 +352,35 @@ class TrainingRunner:
                     with contextlib.suppress(ValueError, IndexError):
                         run.metrics[name] = (float(found.group(1)), line.timestamp_ms / 1000)
 
-        pumping = asyncio.create_task(pump(attempt, self.logs, scope, LOG_GROUP, stream, on_line))
+        pumping = [asyncio.create_task(pump(attempt, self.logs, scope, LOG_GROUP, stream,
+                                            on_line))
+                   for attempt, stream in zip(run.attempts, streams, strict=True)]
         limit = (detail.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         try:
-            if limit is None:
-                code = await attempt.wait()
-            else:
-                code = await asyncio.wait_for(asyncio.shield(attempt.wait()), float(limit))
+            code = await asyncio.wait_for(self._wait_all(run.attempts),
+                                          None if limit is None else float(limit))
         except TimeoutError:
             run.timed_out = True
-            await attempt.kill()
-            code = await attempt.wait()
-        await pumping
+            for attempt in run.attempts:
+                await attempt.kill()
+            code = await self._wait_all(run.attempts)
+        await asyncio.gather(*pumping)
         return code
+
+    @staticmethod
+    async def _wait_all(attempts: list[Attempt]) -> int:
+        """0 if every host exits 0; else the first failing exit code (the others killed)."""
+        waiting = {asyncio.ensure_future(a.wait()): a for a in attempts}
+        failed = 0
+        while waiting:
+            done, _ = await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+            for future in done:
+                del waiting[future]
+                if future.result() != 0 and not failed:
+                    failed = future.result()
+                    for other in waiting.values():
+                        await other.kill()
+        return failed
 
     async def _conclude(self, run: Run, layout: contract.Layout, code: int) -> None:
         detail = run.detail

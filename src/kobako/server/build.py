@@ -11,13 +11,15 @@ from kobako.store.db import Database
 def build_app(config: Config) -> KobakoApp:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.data_dir / "kobako.db")
+    batch_service, engine = batch.build_with_engine(config, db, logs.LogStore(db))
     services = [
         s3.service.build(config, db),
         sts.build(),
         logs.build(config, db),
-        batch.build(config, db, logs.LogStore(db)),
+        batch_service,
         stepfunctions.build(config, db),
-        *sagemaker.build(config, db, logs.LogStore(db)),
+        # SageMaker places its jobs in Batch's host ledger: one machine, one set of books.
+        *sagemaker.build(config, db, logs.LogStore(db), ledger=engine),
     ]
     stepfunctions.connect(config, services)  # Task integrations call peers in-process
     return KobakoApp(config, services)

@@ -1,0 +1,97 @@
+"""Training-job preparation beyond the contract: a source dir's requirements.txt,
+checkpoints, and the per-host environment of a multi-instance job.
+
+requirements.txt is installed as the framework containers do, but into a per-job
+directory (pip --target) put on PYTHONPATH, so jobs never change the server's own
+Python. pip gets one short try: offline, the job goes on with what is installed and
+says so in its log. Checkpoints (CheckpointConfig) are copied from S3 before the
+algorithm starts and back after it ends, whatever the outcome, as AWS's continuous
+sync leaves them. Hosts algo-1..algo-N each run one process; the torch.distributed
+variables make rank 0 (algo-1) the master on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from kobako.sagemaker.serving import free_port
+
+PIP_TIMEOUT_S = 300.0
+OPT_ML = "/opt/ml"
+DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
+
+
+async def install_requirements(code: Path, target: Path, say: Callable[[str], None]
+                               ) -> Path | None:
+    """pip install -r code/requirements.txt --target target; target, or None if skipped."""
+    requirements = code / "requirements.txt"
+    if not requirements.is_file():
+        return None
+    say(f"kobako: installing {requirements.name} into {target}")
+    process = await asyncio.create_subprocess_exec(
+        sys.executable, "-m", "pip", "install", "--target", str(target), "-r",
+        str(requirements), "--disable-pip-version-check", "--no-input", "--retries", "0",
+        "--timeout", "10", cwd=code, stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.STDOUT, env={**os.environ, "PIP_NO_INPUT": "1"})
+    try:
+        output, _ = await asyncio.wait_for(process.communicate(), PIP_TIMEOUT_S)
+    except TimeoutError:
+        process.kill()
+        await process.wait()
+        say(f"kobako: pip did not finish within {PIP_TIMEOUT_S:g} s; skipping "
+            "requirements.txt and training with the packages already installed")
+        return None
+    for line in output.decode(errors="replace").splitlines():
+        say(line)
+    if process.returncode != 0:
+        say(f"kobako: pip could not install requirements.txt (exit {process.returncode}; "
+            "offline, or a package is unavailable); skipping it and training with the "
+            "packages already installed")
+        return None
+    return target
+
+
+def checkpoint_local(root: Path, local_path: str | None) -> Path:
+    """Where CheckpointConfig.LocalPath lives in the job directory (`root` is /opt/ml)."""
+    path = (local_path or DEFAULT_CHECKPOINTS).rstrip("/")
+    if path == OPT_ML or path.startswith(OPT_ML + "/"):
+        relative = path[len(OPT_ML):].strip("/")
+    else:
+        relative = "fs/" + path.strip("/")
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    if ".." in parts:
+        raise ValueError(f"CheckpointConfig.LocalPath {local_path} must not contain '..'")
+    return root.joinpath(*parts)
+
+
+def rewrite(args: list[str], mapping: dict[str, Path]) -> list[str]:
+    """Container paths (mapping keys) in arguments replaced by their host directories;
+    matched at an argument's start or after = : , a quote or a space."""
+    names = sorted((k.rstrip("/") for k in mapping), key=len, reverse=True)
+    if not names:
+        return args
+    pattern = re.compile(rf"(?:^|(?<=[=:,\s'\"]))({'|'.join(re.escape(n) for n in names)})"
+                         rf"(?=/|$|[=:,;\s'\"])")
+    table = {k.rstrip("/"): str(v) for k, v in mapping.items()}
+    return [pattern.sub(lambda m: table[m.group(1)], a) for a in args]
+
+
+def distributed_env(rank: int, hosts: list[str], port: int) -> dict[str, str]:
+    """What torch.distributed's env:// init (and most launchers) read."""
+    return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+            "WORLD_SIZE": str(len(hosts)), "RANK": str(rank), "LOCAL_RANK": "0",
+            "LOCAL_WORLD_SIZE": "1", "NODE_RANK": str(rank), "GROUP_RANK": str(rank)}
+
+
+def master_port() -> int:
+    return free_port()
+
+
+def stream(job: str, host: str) -> str:
+    return f"{job}/{host}-{int(time.time())}"
