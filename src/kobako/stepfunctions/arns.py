@@ -37,7 +37,8 @@ def parse(arn: str, kind: str | None = None) -> Arn:
     if kind is not None and found != kind:
         raise AwsError("InvalidArn", f"Invalid Arn: 'Resource type not valid in this "
                        f"context: {found}'")
-    if (found == "execution" and len(parts) != 8) or (found != "execution" and len(parts) != 7):
+    long = found in ("execution", "mapRun", "express")  # name:child
+    if (long and len(parts) != 8) or (not long and len(parts) != 7):
         raise AwsError("InvalidArn", f"Invalid Arn: 'Invalid resource name: {arn}'")
     return Arn(parts[3], parts[4], found, parts[6], parts[7] if len(parts) > 7 else "")
 

@@ -5,7 +5,8 @@ SubmitJob and DescribeJobs are Batch's in-process handlers (see `inprocess.Peer`
 object as AWS does (PascalCase keys); a FAILED job fails the state with
 States.TaskFailed and that same object as JSON for its Cause. When the Task is
 cancelled (execution stopped, state timed out) the job is terminated, as Step
-Functions does for `.sync` jobs.
+Functions does for `.sync` jobs. The job id is recorded in the execution's cursor
+before waiting, so after `kill -9` the resumed Task waits on the same job.
 """
 
 from __future__ import annotations
@@ -51,7 +52,11 @@ class BatchTasks:
         return from_model(None, await self._submit(call))
 
     async def run(self, call: TaskCall) -> Any:
-        job_id = str((await self._submit(call))["jobId"])
+        job_id = str((call.resume or {}).get("jobId") or "")
+        if not job_id:
+            job_id = str((await self._submit(call))["jobId"])
+            if call.remember is not None:  # a restart re-attaches instead of resubmitting
+                call.remember({"jobId": job_id})
         try:
             job = await self._until_done(job_id, call)
         except asyncio.CancelledError:

@@ -433,11 +433,18 @@ def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str],
         return
     body = {k: v for k, v in processor.items() if k != "ProcessorConfig"}
     _machine(body, f"{at}/{given[0]}", problems, language)
-    mode = processor.get("ProcessorConfig", {}).get("Mode", "INLINE") \
-        if isinstance(processor.get("ProcessorConfig"), dict) else "INLINE"
-    if mode != "INLINE":
-        problems.append(f"SCHEMA_VALIDATION_FAILED: kobako supports only INLINE Map "
-                        f"processing at {at}/{given[0]}/ProcessorConfig/Mode")
+    config = processor.get("ProcessorConfig", {})
+    mode = config.get("Mode", "INLINE") if isinstance(config, dict) else None
+    if mode not in ("INLINE", "DISTRIBUTED"):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Mode' must be INLINE or DISTRIBUTED at "
+                        f"{at}/{given[0]}/ProcessorConfig/Mode")
+    elif mode == "DISTRIBUTED":
+        _distributed(state, config, f"{at}/{given[0]}", at, problems)
+    else:
+        for key in ("ItemReader", "ItemBatcher", "ResultWriter", "Label"):
+            if key in state:
+                problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is supported only "
+                                f"in DISTRIBUTED mode at {at}/{key}")
     if "MaxConcurrency" in state and jsonata_ql.expression(state["MaxConcurrency"]) is None:
         _positive_int(state["MaxConcurrency"], f"{at}/MaxConcurrency", problems, 0)
     if "ToleratedFailureCount" in state:
@@ -447,10 +454,51 @@ def _map(state: dict[str, Any], at: str, names: set[str], problems: list[str],
     if isinstance(pct, bool) or not isinstance(pct, int | float) or not 0 <= pct <= 100:
         problems.append(f"SCHEMA_VALIDATION_FAILED: 'ToleratedFailurePercentage' must be "
                         f"between 0 and 100 at {at}/ToleratedFailurePercentage")
-    for key in ("ItemReader", "ItemBatcher", "ResultWriter"):
-        if key in state:
-            problems.append(f"SCHEMA_VALIDATION_FAILED: kobako does not support '{key}' "
-                            f"(distributed Map) yet at {at}/{key}")
+
+
+_READERS = ("arn:aws:states:::s3:getObject", "arn:aws:states:::s3:listObjectsV2")
+
+
+def _distributed(state: dict[str, Any], config: dict[str, Any], where: str, at: str,
+                 problems: list[str]) -> None:
+    """ProcessorConfig, ItemReader, ItemBatcher, ResultWriter and Label of a distributed Map."""
+    if config.get("ExecutionType") not in ("STANDARD", "EXPRESS"):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'ExecutionType' must be STANDARD or "
+                        f"EXPRESS at {where}/ProcessorConfig/ExecutionType")
+    for key in set(config) - {"Mode", "ExecutionType"}:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at "
+                        f"{where}/ProcessorConfig/{key}")
+    reader = state.get("ItemReader")
+    if reader is not None and (not isinstance(reader, dict) or
+                               reader.get("Resource") not in _READERS):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The ItemReader's 'Resource' must be one "
+                        f"of {', '.join(_READERS)} at {at}/ItemReader/Resource")
+    elif isinstance(reader, dict):
+        kind = (reader.get("ReaderConfig") or {}).get("InputType")
+        if kind is not None and kind not in ("JSON", "JSONL", "CSV", "MANIFEST"):
+            problems.append(f"SCHEMA_VALIDATION_FAILED: 'InputType' must be JSON, JSONL, CSV "
+                            f"or MANIFEST at {at}/ItemReader/ReaderConfig/InputType")
+    batcher = state.get("ItemBatcher")
+    if batcher is not None:
+        if not isinstance(batcher, dict) or not set(batcher) & {
+                "MaxItemsPerBatch", "MaxItemsPerBatchPath", "MaxInputBytesPerBatch",
+                "MaxInputBytesPerBatchPath"}:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: The ItemBatcher needs "
+                            f"MaxItemsPerBatch or MaxInputBytesPerBatch at {at}/ItemBatcher")
+        else:
+            for key in ("MaxItemsPerBatch", "MaxInputBytesPerBatch"):
+                if key in batcher and jsonata_ql.expression(batcher[key]) is None:
+                    _positive_int(batcher[key], f"{at}/ItemBatcher/{key}", problems)
+    writer = state.get("ResultWriter")
+    if writer is not None and (not isinstance(writer, dict) or
+                               writer.get("Resource") != "arn:aws:states:::s3:putObject"):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The ResultWriter's 'Resource' must be "
+                        f"arn:aws:states:::s3:putObject at {at}/ResultWriter/Resource")
+    label = state.get("Label")
+    if label is not None and (not isinstance(label, str) or not 1 <= len(label) <= 40 or
+                              any(c in label for c in ' <>{}[]?*"#%\\^|~`$&,;:/')):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'Label' must be 1-40 characters without "
+                        f"special characters at {at}/Label")
 
 
 _CHECKS = {"Task": _task, "Choice": _choice, "Wait": _wait, "Fail": _fail,

@@ -21,10 +21,11 @@ from typing import Any, Protocol
 from kobako.stepfunctions import choice, errors, jsonata_ql, paths, template
 from kobako.stepfunctions.clock import Clock
 from kobako.stepfunctions.errors import StatesError
-from kobako.stepfunctions.integrations import Integrations, TaskCall, describe
+from kobako.stepfunctions.integrations import Integrations
+from kobako.stepfunctions.payload import check_size
+from kobako.stepfunctions.payload import dumps as dumps
+from kobako.stepfunctions.task_state import TaskStates
 from kobako.stepfunctions.tokens import TaskTokens
-
-WAIT_FOR_TOKEN = ".waitForTaskToken"
 
 
 @dataclass
@@ -36,19 +37,22 @@ class Cursor:
     entered: int | None = None  # id of the state's *Entered event, once written
     deadline: float | None = None  # a Wait state's wake-up time, once computed
     variables: dict[str, Any] | None = None  # the run's workflow variables (Assign)
+    task: dict[str, Any] | None = None  # a Task attempt's progress (see task_state)
 
     def to_json(self) -> str:
         raw = {"state": self.state, "input": self.input, "entered": self.entered,
                "deadline": self.deadline}
         if self.variables:
             raw["variables"] = self.variables
+        if self.task:
+            raw["task"] = self.task
         return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> Cursor:
         raw = json.loads(text)
         return cls(raw["state"], raw["input"], raw.get("entered"), raw.get("deadline"),
-                   raw.get("variables"))
+                   raw.get("variables"), raw.get("task"))
 
 
 class Recorder(Protocol):
@@ -84,12 +88,21 @@ class Frame:
     durable: bool = False  # only the top-level run persists its cursor
     scope: ChainMap[str, Any] = field(default_factory=ChainMap)
     language: str = "JSONPath"
+    entered: int | None = None  # the Entered event id of the state running in it
+    cursor: Cursor | None = None  # that state's cursor
 
     def __post_init__(self) -> None:
         if not isinstance(self.context, Context):
             self.context = Context(self.context)
         assert isinstance(self.context, Context)
         self.context.variables = self.scope
+
+
+class DistributedMap(Protocol):
+    """Runs a Map state whose ItemProcessor is DISTRIBUTED (see `map_run`)."""
+
+    async def run(self, interpreter: Interpreter, name: str, state: dict[str, Any],
+                  data: Any, frame: Frame, states: dict[str, Any] | None) -> Any: ...
 
 
 @dataclass
@@ -105,19 +118,6 @@ def iso(ts: float) -> str:
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
-def dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"))
-
-
-def check_size(value: Any, what: str) -> None:
-    if len(dumps(value).encode()) > errors.PAYLOAD_LIMIT:
-        raise StatesError(
-            errors.DATA_LIMIT,
-            f"The state/task '{what}' returned a result with a size exceeding the maximum "
-            "number of bytes service limit.",
-        )
-
-
 ENTERED = {"Pass": "PassStateEntered", "Task": "TaskStateEntered",
            "Choice": "ChoiceStateEntered", "Wait": "WaitStateEntered",
            "Succeed": "SucceedStateEntered", "Fail": "FailStateEntered",
@@ -125,7 +125,7 @@ ENTERED = {"Pass": "PassStateEntered", "Task": "TaskStateEntered",
 
 
 @dataclass
-class Interpreter:
+class Interpreter(TaskStates):
     recorder: Recorder
     clock: Clock
     integrations: Integrations
@@ -136,6 +136,7 @@ class Interpreter:
     # Callbacks and activities; without them such Tasks fail with States.Runtime.
     tokens: TaskTokens | None = None
     activity_exists: Callable[[str], bool] = lambda arn: False
+    map_runs: DistributedMap | None = None
 
     def emit(self, frame: Frame, type: str, details: dict[str, Any] | None = None,
              cursor: Cursor | None = None) -> int:
@@ -168,6 +169,8 @@ class Interpreter:
                 self.recorder.checkpoint(cursor)
         frame.context["State"] = {"EnteredTime": iso(self.clock.now()), "Name": name,
                                   "RetryCount": 0}
+        frame.entered = cursor.entered
+        frame.cursor = cursor
         try:
             if state.get("QueryLanguage", frame.language) == "JSONata":
                 output, next_state = await self._execute_jsonata(kind, name, state, cursor,
@@ -305,7 +308,7 @@ class Interpreter:
             arguments = jsonata_ql.render(state["Arguments"], states, frame.scope) \
                 if "Arguments" in state else raw
             return await self._parallel(state, arguments, frame)
-        token = self._token(state)
+        token = self._token(state, frame)
         if token is not None:
             frame.context["Task"] = {"Token": token}
         try:
@@ -437,7 +440,7 @@ class Interpreter:
                     frame: Frame) -> Any:
         ctx = frame.context
         if kind == "Task":
-            token = self._token(state)
+            token = self._token(state, frame)
             if token is not None:
                 ctx["Task"] = {"Token": token}
             try:
@@ -453,128 +456,6 @@ class Interpreter:
                 if "Parameters" in state else effective
             return await self._parallel(state, parameters, frame)
         return await self._map(name, state, effective, frame)
-
-    # ------------------------------------------------------------ Task
-
-    def _seconds(self, state: dict[str, Any], key: str, data: Any,
-                 ctx: dict[str, Any]) -> float | None:
-        if key in state:
-            return float(state[key])
-        if key + "Path" in state:
-            value = template.read_path(str(state[key + "Path"]), data, ctx, key + "Path")
-            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise StatesError(errors.RUNTIME, f"The {key}Path parameter does not "
-                                  f"reference a valid positive integer: {dumps(value)}")
-            return float(value)
-        return None
-
-    def _token(self, state: dict[str, Any]) -> str | None:
-        """A fresh task token for a callback or activity Task (one per attempt)."""
-        resource = str(state["Resource"])
-        if not (resource.endswith(WAIT_FOR_TOKEN) or is_activity(resource)):
-            return None
-        if self.tokens is None:
-            raise StatesError(errors.RUNTIME, f"kobako cannot wait for task tokens here: "
-                              f"'{resource}'.")
-        return self.tokens.issue(self.execution_arn)
-
-    async def _task(self, name: str, state: dict[str, Any], parameters: Any,
-                    frame: Frame, token: str | None = None) -> Any:
-        resource = str(state["Resource"])
-        kind, short = describe(resource)
-        timeout = self._seconds(state, "TimeoutSeconds", parameters, frame.context)
-        heartbeat = self._seconds(state, "HeartbeatSeconds", parameters, frame.context)
-        if token is not None and is_activity(resource):
-            return await self._activity(name, resource, parameters, frame, token, timeout,
-                                        heartbeat)
-        scheduled: dict[str, Any] = {"resourceType": kind, "resource": short,
-                                     "region": self.region, "parameters": dumps(parameters)}
-        if timeout is not None:
-            scheduled["timeoutInSeconds"] = int(timeout)
-        if heartbeat is not None:
-            scheduled["heartbeatInSeconds"] = int(heartbeat)
-        self.emit(frame, "TaskScheduled", scheduled)
-        self.emit(frame, "TaskStarted", {"resourceType": kind, "resource": short})
-        base = resource[:-len(WAIT_FOR_TOKEN)] if token is not None else resource
-        call = TaskCall(base, parameters, self.execution_arn, self.region,
-                        self.account_id, timeout, heartbeat)
-        work = self.integrations.invoke(call) if token is None else \
-            self._callback(call, token, heartbeat, frame, kind, short)
-        try:
-            result = await self._invoke(work, timeout)
-            check_size(result, name)
-        except StatesError as exc:
-            event = "TaskTimedOut" if exc.error in _TIMEOUTS else "TaskFailed"
-            self.emit(frame, event, {"resourceType": kind, "resource": short,
-                                     "error": exc.error, "cause": exc.cause})
-            raise
-        self.emit(frame, "TaskSucceeded", {"resourceType": kind, "resource": short,
-                                           "output": dumps(result)})
-        return result
-
-    async def _callback(self, call: TaskCall, token: str, heartbeat: float | None,
-                        frame: Frame, kind: str, short: str) -> Any:
-        """`.waitForTaskToken`: call the integration, then wait for SendTask*."""
-        assert self.tokens is not None
-        submitted = await self.integrations.invoke(call)
-        self.emit(frame, "TaskSubmitted", {"resourceType": kind, "resource": short,
-                                           "output": dumps(submitted),
-                                           "outputDetails": {"truncated": False}})
-        return await self.tokens.wait(token, heartbeat)
-
-    async def _activity(self, name: str, arn: str, parameters: Any, frame: Frame,
-                        token: str, timeout: float | None, heartbeat: float | None) -> Any:
-        """An activity Task: queued for GetActivityTask, answered with SendTask*."""
-        assert self.tokens is not None
-        text = dumps(parameters)
-        if not self.activity_exists(arn):
-            cause = f"Activity Does Not Exist: '{arn}'"
-            self.emit(frame, "ActivityScheduleFailed", {"error": errors.RUNTIME,
-                                                        "cause": cause})
-            raise StatesError(errors.RUNTIME, cause)
-        scheduled: dict[str, Any] = {"resource": arn, "input": text,
-                                     "inputDetails": {"truncated": False}}
-        if timeout is not None:
-            scheduled["timeoutInSeconds"] = int(timeout)
-        if heartbeat is not None:
-            scheduled["heartbeatInSeconds"] = int(heartbeat)
-        self.emit(frame, "ActivityScheduled", scheduled)
-        self.tokens.waiting[token].input = text
-        self.tokens.schedule(arn, token)
-        tokens = self.tokens
-
-        async def work() -> Any:
-            worker = await tokens.started(token)
-            self.emit(frame, "ActivityStarted", {"workerName": worker} if worker else None)
-            return await tokens.wait(token, heartbeat)
-
-        try:
-            result = await self._invoke(work(), timeout)
-            check_size(result, name)
-        except StatesError as exc:
-            event = "ActivityTimedOut" if exc.error in _TIMEOUTS else "ActivityFailed"
-            self.emit(frame, event, {"error": exc.error, "cause": exc.cause})
-            raise
-        self.emit(frame, "ActivitySucceeded", {"output": dumps(result),
-                                               "outputDetails": {"truncated": False}})
-        return result
-
-    async def _invoke(self, call: Awaitable[Any], timeout: float | None) -> Any:
-        work = asyncio.ensure_future(call)
-        if timeout is None:
-            return await work
-        timer = asyncio.ensure_future(self.clock.sleep(timeout))
-        try:
-            done, _ = await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
-            timer.cancel()
-            raise
-        if work in done:
-            timer.cancel()
-            return work.result()
-        work.cancel()
-        raise StatesError(errors.TIMEOUT, "")
 
     # ------------------------------------------------------------ Parallel and Map
 
@@ -609,6 +490,10 @@ class Interpreter:
     async def _map(self, name: str, state: dict[str, Any], data: Any, frame: Frame,
                    states: dict[str, Any] | None = None) -> Any:
         """A Map state; `states` is given for JSONata (`Items`, ItemSelector expressions)."""
+        if is_distributed(state):
+            if self.map_runs is None:
+                raise StatesError(errors.RUNTIME, "kobako cannot run a distributed Map here.")
+            return await self.map_runs.run(self, name, state, data, frame, states)
         ctx = frame.context
         if states is not None:
             items = jsonata_ql.render(state.get("Items", "{% $states.input %}"), states,
@@ -689,12 +574,10 @@ class FailState(Exception):
         self.cause = cause
 
 
-_TIMEOUTS = (errors.TIMEOUT, errors.HEARTBEAT_TIMEOUT)
-
-
-def is_activity(resource: str) -> bool:
-    parts = resource.split(":")
-    return len(parts) == 7 and parts[2] == "states" and parts[5] == "activity"
+def is_distributed(state: dict[str, Any]) -> bool:
+    processor = state.get("ItemProcessor")
+    config = processor.get("ProcessorConfig") if isinstance(processor, dict) else None
+    return isinstance(config, dict) and config.get("Mode") == "DISTRIBUTED"
 
 
 def _next(state: dict[str, Any]) -> str | None:

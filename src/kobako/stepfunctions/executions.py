@@ -20,10 +20,18 @@ from typing import Any
 from kobako.protocol.errors import AwsError
 from kobako.stepfunctions import arns, errors
 from kobako.stepfunctions.clock import Clock
-from kobako.stepfunctions.engine import Cursor, FailState, Frame, Interpreter, dumps, iso
+from kobako.stepfunctions.engine import (
+    Cursor,
+    DistributedMap,
+    FailState,
+    Frame,
+    Interpreter,
+    dumps,
+    iso,
+)
 from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.integrations import Integrations, TaskCall
-from kobako.stepfunctions.store import NotRunning, SfnStore
+from kobako.stepfunctions.store import NotRunning, PendingEvent, SfnStore
 from kobako.stepfunctions.tokens import TaskTokens
 from kobako.store.db import Row
 
@@ -31,16 +39,35 @@ log = logging.getLogger("kobako.stepfunctions")
 
 
 class _Recorder:
+    """Writes a run's events; a state's Exited event waits for the next state's Entered
+    event so both commit in one transaction (a crash in between loses neither cursor
+    nor work: the stored cursor still points at the state that was exiting)."""
+
     resolves_entered = True  # SfnStore.append fills in the Entered event's id
 
-    def __init__(self, store: SfnStore, arn: str, clock: Clock) -> None:
+    def __init__(self, store: SfnStore, arn: str, clock: Clock, last: int) -> None:
         self.store, self.arn, self.clock = store, arn, clock
+        self.last = last  # the id of the last event recorded (or held)
+        self.held: list[PendingEvent] = []
 
     def event(self, type: str, details: dict[str, Any] | None, previous: int,
               cursor: Cursor | None = None) -> int:
-        return self.store.append(self.arn, type, details, previous, self.clock.now(), cursor)
+        item: PendingEvent = (type, details, previous, self.clock.now(), cursor)
+        if cursor is not None and not self.held and type.endswith("StateExited"):
+            self.held.append(item)
+            self.last += 1
+            return self.last
+        batch, self.held = [*self.held, item], []
+        self.last = self.store.append_batch(self.arn, batch)[-1]
+        return self.last
+
+    def flush(self) -> None:
+        if self.held:
+            batch, self.held = self.held, []
+            self.last = self.store.append_batch(self.arn, batch)[-1]
 
     def checkpoint(self, cursor: Cursor) -> None:
+        self.flush()
         self.store.checkpoint(self.arn, cursor)
 
 
@@ -61,6 +88,8 @@ def describe(row: Row, parse_data: bool = False) -> dict[str, Any]:
         out["error"] = row["error"]
     if row["cause"] is not None:
         out["cause"] = row["cause"]
+    if row["map_run_arn"] is not None:
+        out["mapRunArn"] = row["map_run_arn"]
     out["redriveCount"] = row["redrive_count"]
     if row["redrived"] is not None:
         out["redriveDate"] = datetime.fromtimestamp(row["redrived"], UTC)
@@ -84,6 +113,7 @@ class Executions:
         self.activity_exists = activity_exists
         self.integrations = Integrations(parent=integrations)
         self.tasks: dict[str, asyncio.Task[None]] = {}
+        self.map_runs: DistributedMap | None = None  # set by the service (map_run)
         self.done: dict[str, asyncio.Event] = {}
         for suffix, mode in (("", "start"), (".sync", "sync"), (".sync:2", "sync2")):
             self.integrations.register(
@@ -104,7 +134,7 @@ class Executions:
         await asyncio.gather(*tasks, return_exceptions=True)
 
     def start(self, machine: Row | dict[str, Any], name: str | None,
-              input_text: str | None) -> Row:
+              input_text: str | None, map_run: str | None = None) -> Row:
         """Start (or, for the same name and input while running, return) an execution."""
         name = name if name is not None else str(uuid.uuid4())
         arns.check_name(name)
@@ -130,6 +160,8 @@ class Executions:
             "type": machine["type"], "definition": machine["definition"],
             "role_arn": machine["role_arn"], "input": text, "started": now,
         }
+        if map_run is not None:
+            row["map_run_arn"] = map_run
         self.store.create_execution(row, {
             "input": text, "inputDetails": {"truncated": False},
             "roleArn": machine["role_arn"],
@@ -229,9 +261,11 @@ class Executions:
             "StateMachine": {"Id": row["machine_arn"], "Name": parsed.name},
         }
         frame = Frame(context, int(row["last_event"]), durable=True)
-        interpreter = Interpreter(_Recorder(self.store, arn, self.clock), self.clock,
+        recorder = _Recorder(self.store, arn, self.clock, int(row["last_event"]))
+        interpreter = Interpreter(recorder, self.clock,
                                   self.integrations, arn, parsed.region, parsed.account,
-                                  tokens=self.tokens, activity_exists=self.activity_exists)
+                                  tokens=self.tokens, activity_exists=self.activity_exists,
+                                  map_runs=self.map_runs)
         work = asyncio.ensure_future(interpreter.run(machine, cursor, frame))
         limit = machine.get("TimeoutSeconds")
         timer = asyncio.ensure_future(
@@ -252,6 +286,8 @@ class Executions:
                         "The execution timed out.")
             return
         timer.cancel()
+        with contextlib.suppress(StatesError):
+            recorder.flush()
         try:
             output = work.result()
         except FailState as failed:

@@ -69,7 +69,8 @@ class ExpressApi:
     def _interpreter(self, arn: str, ctx: RequestContext) -> Interpreter:
         return Interpreter(_Memory(), self.clock, self.runner.integrations, arn, ctx.region,
                            ctx.account_id, tokens=self.runner.tokens,
-                           activity_exists=self.runner.activity_exists)
+                           activity_exists=self.runner.activity_exists,
+                           map_runs=self.runner.map_runs)
 
     async def validate(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         if params.get("definition") is None:

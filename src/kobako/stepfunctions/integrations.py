@@ -28,6 +28,9 @@ class TaskCall:
     account_id: str
     timeout_seconds: float | None = None
     heartbeat_seconds: float | None = None
+    # What this attempt recorded before a restart (a job id...), and how to record it.
+    resume: dict[str, Any] | None = None
+    remember: Callable[[dict[str, Any]], None] | None = None
 
 
 TaskHandler = Callable[[TaskCall], Awaitable[Any]]

@@ -21,6 +21,9 @@ from kobako.stepfunctions.engine import dumps
 from kobako.stepfunctions.executions import Executions, describe
 from kobako.stepfunctions.express import ExpressApi
 from kobako.stepfunctions.integrations import INTEGRATIONS, Integrations
+from kobako.stepfunctions.map_run import MapRuns
+from kobako.stepfunctions.map_run_api import MapRunsApi
+from kobako.stepfunctions.map_run_store import MapRunStore
 from kobako.stepfunctions.store import SfnStore
 from kobako.stepfunctions.versions import VersionsApi, VersionStore
 from kobako.store.db import Database, Row
@@ -245,11 +248,16 @@ class StepFunctionsApi:
 
     async def list_executions(self, ctx: RequestContext,
                               params: dict[str, Any]) -> dict[str, Any]:
-        if params.get("stateMachineArn") is None:
+        map_run = params.get("mapRunArn")
+        if (params.get("stateMachineArn") is None) == (map_run is None):
             raise AwsError("ValidationException",
                            "Must provide a StateMachine ARN or MapRun ARN")
-        machine_arn = params["stateMachineArn"]
-        self._machine(machine_arn)
+        if map_run is not None:
+            arns.parse(map_run, "mapRun")
+            machine_arn = map_run
+        else:
+            machine_arn = params["stateMachineArn"]
+            self._machine(machine_arn)
         status = params.get("statusFilter")
         if status is not None and status not in (
                 "RUNNING", "SUCCEEDED", "FAILED", "TIMED_OUT", "ABORTED", "PENDING_REDRIVE"):
@@ -260,7 +268,8 @@ class StepFunctionsApi:
         if not offset_text.isdigit():
             raise AwsError("InvalidToken", "Invalid Token: the token is not valid")
         offset = int(offset_text)
-        rows = self.store.executions(machine_arn, status, offset, size + 1)
+        rows = self.store.executions(machine_arn, status, offset, size + 1,
+                                     map_run=map_run is not None)
         items = []
         for r in rows[:size]:
             item: dict[str, Any] = {
@@ -268,6 +277,8 @@ class StepFunctionsApi:
                 "name": r["name"], "status": r["status"], "startDate": _date(r["started"])}
             if r["stopped"] is not None:
                 item["stopDate"] = _date(r["stopped"])
+            if r["map_run_arn"] is not None:
+                item["mapRunArn"] = r["map_run_arn"]
             items.append(item)
         out: dict[str, Any] = {"executions": items}
         if len(rows) > size:
@@ -374,6 +385,7 @@ class StepFunctionsService(Service):
     """The service plus this app's Task registry, which `connect` fills from its peers."""
 
     integrations: Integrations = field(default_factory=Integrations)
+    map_runs: MapRuns | None = None  # `connect` gives it kobako's S3
 
 
 def build(config: Config, db: Database, clock: Clock | None = None) -> StepFunctionsService:
@@ -382,8 +394,11 @@ def build(config: Config, db: Database, clock: Clock | None = None) -> StepFunct
     activities = ActivityStore(db)
     runner = Executions(store, clock, INTEGRATIONS,
                         activity_exists=lambda arn: activities.get(arn) is not None)
+    map_runs = MapRuns(MapRunStore(db), runner, clock)
+    runner.map_runs = map_runs
     api = StepFunctionsApi(store, runner, clock)
     handlers = api.handlers()
+    handlers.update(MapRunsApi(map_runs, store).handlers())
     handlers.update(ActivitiesApi(activities, runner.tokens, clock).handlers())
     handlers.update(ExpressApi(store, runner, clock).handlers())
     handlers.update(VersionsApi(store, VersionStore(db), runner, clock,
@@ -396,6 +411,7 @@ def build(config: Config, db: Database, clock: Clock | None = None) -> StepFunct
         startup=[runner.resume_all],
         shutdown=[runner.stop_all],
         integrations=runner.integrations,
+        map_runs=map_runs,
     )
 
 

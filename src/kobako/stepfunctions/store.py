@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kobako.stepfunctions.engine import Cursor
+from kobako.stepfunctions.errors import RUNTIME, StatesError
 from kobako.store.db import Database, Row
 
 SCHEMA = [
@@ -69,7 +70,18 @@ SCHEMA = [
     ALTER TABLE sfn_executions ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0;
     ALTER TABLE sfn_executions ADD COLUMN redrived REAL
     """,
+    # Distributed Map: the Map Run that started a child execution.
+    """
+    ALTER TABLE sfn_executions ADD COLUMN map_run_arn TEXT;
+    CREATE INDEX sfn_executions_by_map_run ON sfn_executions (map_run_arn, started)
+    """,
 ]
+
+
+# (type, details, previous event id, timestamp, cursor) of an event not yet written
+PendingEvent = tuple[str, dict[str, Any] | None, int, float, Cursor | None]
+HISTORY_LIMIT = 25_000  # events in one execution's history (AWS's hard quota)
+HISTORY_CAUSE = "The execution reached the maximum number of history events (25000)."
 
 
 class NotRunning(Exception):
@@ -88,6 +100,7 @@ class Event:
 class SfnStore:
     # append() records a *StateEntered cursor with its own event id (see Recorder).
     resolves_entered = True
+    history_limit = HISTORY_LIMIT
 
     def __init__(self, db: Database) -> None:
         self.db = db
@@ -134,8 +147,10 @@ class SfnStore:
             self._append(row["arn"], "ExecutionStarted", started_event, 0, row["started"])
 
     def executions(self, machine_arn: str, status: str | None, offset: int,
-                   limit: int) -> list[Row]:
-        sql = "SELECT * FROM sfn_executions WHERE machine_arn = ?"
+                   limit: int, map_run: bool = False) -> list[Row]:
+        """A machine's executions, or with `map_run` a Map Run's child executions."""
+        sql = "SELECT * FROM sfn_executions WHERE " + \
+            ("map_run_arn = ?" if map_run else "machine_arn = ?")
         params: list[Any] = [machine_arn]
         if status:
             sql += " AND status = ?"
@@ -162,25 +177,44 @@ class SfnStore:
     def append(self, arn: str, type: str, details: dict[str, Any] | None, previous: int,
                now: float, cursor: Cursor | None = None) -> int:
         """One event of a RUNNING execution (NotRunning once it was stopped)."""
+        return self.append_batch(arn, [(type, details, previous, now, cursor)])[-1]
+
+    def append_batch(self, arn: str, events: list[PendingEvent]) -> list[int]:
+        """Events of a RUNNING execution in one transaction (a state's Exited event with
+        the next state's Entered event); the last cursor given becomes the execution's."""
         with self.db.transaction():
             row = self.db.one("SELECT status, last_event FROM sfn_executions WHERE arn = ?",
                               (arn,))
             if row is None or row["status"] != "RUNNING":
                 raise NotRunning(arn)
-            event_id = int(row["last_event"]) + 1
-            self.db.execute(
-                "INSERT INTO sfn_events (execution_arn, id, previous_id, timestamp, type, "
-                "details) VALUES (?, ?, ?, ?, ?, ?)",
-                (arn, event_id, previous, now, type, json.dumps(details) if details else None))
-            if cursor is None:
+            event_id = int(row["last_event"])
+            ids: list[int] = []
+            latest: Cursor | None = None
+            full = False
+            for type, details, previous, now, cursor in events:
+                if event_id + 1 >= self.history_limit:  # the last is for ExecutionFailed
+                    full = True
+                    break
+                event_id += 1
+                self.db.execute(
+                    "INSERT INTO sfn_events (execution_arn, id, previous_id, timestamp, "
+                    "type, details) VALUES (?, ?, ?, ?, ?, ?)",
+                    (arn, event_id, previous, now, type,
+                     json.dumps(details) if details else None))
+                ids.append(event_id)
+                if cursor is not None:
+                    if cursor.entered == -1:  # the cursor of this very *StateEntered event
+                        cursor.entered = event_id
+                    latest = cursor
+            if latest is None:
                 self.db.execute("UPDATE sfn_executions SET last_event = ? WHERE arn = ?",
                                 (event_id, arn))
             else:
-                if cursor.entered == -1:  # the cursor of this very *StateEntered event
-                    cursor.entered = event_id
                 self.db.execute("UPDATE sfn_executions SET last_event = ?, cursor = ? "
-                                "WHERE arn = ?", (event_id, cursor.to_json(), arn))
-            return event_id
+                                "WHERE arn = ?", (event_id, latest.to_json(), arn))
+        if full:  # the events before the limit are kept
+            raise StatesError(RUNTIME, HISTORY_CAUSE)
+        return ids
 
     def checkpoint(self, arn: str, cursor: Cursor) -> None:
         self.db.execute("UPDATE sfn_executions SET cursor = ? WHERE arn = ? AND status = "

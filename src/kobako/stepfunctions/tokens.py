@@ -3,8 +3,9 @@
 A `.waitForTaskToken` Task or an activity Task gets a token, puts it where a worker
 can see it (`$$.Task.Token`, or an activity's queue for GetActivityTask) and waits
 here. Heartbeats push the HeartbeatSeconds deadline back; missing it fails the
-state with States.HeartbeatTimeout. Tokens live in memory: after a restart the
-Task state runs again and issues a new token (the old one answers TaskTimedOut).
+state with States.HeartbeatTimeout. A `.waitForTaskToken` Task's token is kept in
+the execution's cursor once handed out, so after a restart it is waited on again
+(`adopt`) and SendTaskSuccess still completes it; activity tasks are scheduled anew.
 """
 
 from __future__ import annotations
@@ -53,7 +54,10 @@ class TaskTokens:
 
     def issue(self, execution_arn: str, input_text: str = "{}") -> str:
         raw = f"{_MARK}:{secrets.token_urlsafe(32)}:{execution_arn}".encode()
-        token = base64.urlsafe_b64encode(raw).decode()
+        return self.adopt(base64.urlsafe_b64encode(raw).decode(), execution_arn, input_text)
+
+    def adopt(self, token: str, execution_arn: str, input_text: str = "{}") -> str:
+        """Wait on `token` (a fresh one, or one handed out before a restart)."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self.waiting[token] = Waiting(execution_arn, future, input_text, self.clock.now())
         return token
