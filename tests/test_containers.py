@@ -6,9 +6,6 @@ from __future__ import annotations
 
 import http.server
 import os
-import shutil
-import socket
-import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -20,40 +17,14 @@ import pytest
 
 from batch_helpers import Env, make_env, wait_for
 from conftest import Server, start_server
+from podman_helpers import podman_engine
 
 docker = pytest.importorskip("docker")
 
 IMAGE = f"localhost/kobako-test/busybox:{os.getpid()}"  # per session: removed at the end
-TOOLS = ("sh", "echo", "cat", "ls", "sleep", "env", "id", "head", "tr", "grep", "touch",
-         "test", "true", "stat", "mkdir")
-CONTAINERS_CONF = """\
-[containers]
-default_ulimits = ["nofile=1024:1024", "nproc=4096:4096"]
-[engine]
-runtime = "runc"
-cgroup_manager = "cgroupfs"
-"""
 # CHOWN DAC_OVERRIDE FOWNER FSETID KILL SETGID SETUID NET_BIND_SERVICE: no NET_RAW, MKNOD...
 MINIMAL_CAPS = 0x4FB
 OOM = "OutOfMemoryError: Container killed due to memory usage"
-
-
-def _have_podman() -> str | None:
-    """None if podman is usable, else why not; installs it (as root) when missing."""
-    if shutil.which("podman") and shutil.which("busybox"):
-        return None
-    if os.geteuid() != 0 or not shutil.which("apt-get"):
-        return "podman is not installed and this user cannot install it"
-    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    try:
-        subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True,
-                       timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "podman", "runc", "fuse-overlayfs",
-                        "busybox-static"], env=env, check=True, capture_output=True, timeout=600)
-    except (subprocess.SubprocessError, OSError) as error:
-        return f"installing podman failed: {error}"
-    return None if shutil.which("podman") and shutil.which("busybox") else \
-        "podman or busybox still missing after apt-get install"
 
 
 class _RateLimited(http.server.BaseHTTPRequestHandler):
@@ -94,80 +65,18 @@ class Engine:
             all=True, filters={"label": f"kobako.job-id={job_id}"}))
 
 
-def _build_image(root: Path, env: dict[str, str]) -> str | None:
-    """A busybox image made with `podman import` (no registry needed); None or why not."""
-    rootfs = root / "rootfs"
-    (rootfs / "bin").mkdir(parents=True)
-    (rootfs / "tmp").mkdir()
-    (rootfs / "etc").mkdir()
-    (rootfs / "etc" / "kobako-test-image").write_text("busybox\n")
-    shutil.copy(str(shutil.which("busybox")), rootfs / "bin" / "busybox")
-    for tool in TOOLS:
-        (rootfs / "bin" / tool).symlink_to("busybox")
-    subprocess.run(["tar", "-C", str(rootfs), "-cf", str(root / "rootfs.tar"), "."], check=True)
-    imported = subprocess.run(["podman", "import", str(root / "rootfs.tar"), IMAGE], env=env,
-                              capture_output=True, text=True)
-    return None if imported.returncode == 0 else \
-        f"podman cannot import an image here: {imported.stderr.strip()}"
-
-
-def _connect(host: str, service: subprocess.Popen[bytes]) -> Any:
-    path = host.removeprefix("unix://")
-    deadline = time.monotonic() + 20
-    while time.monotonic() < deadline and service.poll() is None:
-        with socket.socket(socket.AF_UNIX) as probe:
-            try:
-                probe.connect(path)
-            except OSError:
-                time.sleep(0.1)
-                continue
-        return docker.DockerClient(base_url=host, version="auto", timeout=30)
-    return None
-
-
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Engine]:
-    why = _have_podman()
-    if why:
-        pytest.skip(why)
     root = tmp_path_factory.mktemp("podman")
     registry = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _RateLimited)
     threading.Thread(target=registry.serve_forever, daemon=True).start()
     registry_addr = f"127.0.0.1:{registry.server_address[1]}"
-    (root / "containers.conf").write_text(CONTAINERS_CONF)
-    (root / "registries.conf").write_text(
-        f'unqualified-search-registries = []\n[[registry]]\nlocation = "{registry_addr}"\n'
-        "insecure = true\n")
-    env = {**os.environ, "CONTAINERS_CONF": str(root / "containers.conf"),
-           "CONTAINERS_REGISTRIES_CONF": str(root / "registries.conf")}
-    host = f"unix://{root}/podman.sock"
-    service: subprocess.Popen[bytes] | None = None
-    client = None
+    registries = (f'unqualified-search-registries = []\n[[registry]]\n'
+                  f'location = "{registry_addr}"\ninsecure = true\n')
     try:
-        why = _build_image(root, env)
-        if why:
-            pytest.skip(why)
-        with open(root / "service.log", "wb") as log:
-            service = subprocess.Popen(["podman", "system", "service", "--time=0", host],
-                                       env=env, stdout=subprocess.DEVNULL, stderr=log,
-                                       cwd=root)  # conmon drops an `oom` file in its cwd
-        client = _connect(host, service)
-        if client is None:
-            pytest.skip(f"podman system service did not start: "
-                        f"{(root / 'service.log').read_text()[-2000:]}")
-        try:
-            probe = client.containers.run(IMAGE, ["echo", "ok"], remove=True)
-        except docker.errors.DockerException as error:
-            pytest.skip(f"podman cannot run a container here: {error}")
-        assert probe.strip() == b"ok"
-        yield Engine(host, client, registry_addr)
+        with podman_engine(root, IMAGE, registries_conf=registries) as podman:
+            yield Engine(podman.host, podman.client, registry_addr)
     finally:
-        if client is not None:
-            client.close()
-        if service is not None:
-            service.terminate()
-            service.wait(timeout=10)
-        subprocess.run(["podman", "rmi", "-f", IMAGE], env=env, capture_output=True)
         registry.shutdown()
         registry.server_close()
 

@@ -25,7 +25,8 @@ class AttemptSpec:
     image: str | None = None
     # Which backend runs it ("process", "container"); None means the configured default.
     runtime: str | None = None
-    # Backend options a compute environment may pin, e.g. {"oci_runtime": "runc"}.
+    # Backend options a compute environment may pin, e.g. {"oci_runtime": "runc"}; and
+    # "job_id", the container's job label when it is not AWS_BATCH_JOB_ID (SageMaker).
     options: Mapping[str, str] = field(default_factory=dict)
     # The job's resolved containerProperties (volumes, mountPoints, linuxParameters,
     # ulimits, user, ...): the process backend ignores them, the container one honours them.

@@ -267,7 +267,7 @@ class ContainerRuntime:
     async def start(self, spec: AttemptSpec) -> ContainerAttempt:
         if not spec.image:
             raise StartError("CannotStartContainerError: the job definition names no image")
-        job_id = spec.env.get("AWS_BATCH_JOB_ID", "")
+        job_id = spec.options.get("job_id") or spec.env.get("AWS_BATCH_JOB_ID", "")
         try:
             client = await self.client()
         except docker.errors.DockerException as error:

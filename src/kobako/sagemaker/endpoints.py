@@ -186,7 +186,8 @@ class EndpointManager:
                 f"/aws/sagemaker/Endpoints/{key.name}", f"{name}/i-{secrets.token_hex(8)}",
                 container=container, env={MARKER: detail["EndpointArn"]}, model_dir=model_dir,
                 workdir=workdir, choice=self.placer.choose(container.get("Image")),
-                timeout=float(spec.get("HealthCheckTimeout") or serving.PING_TIMEOUT))
+                timeout=float(spec.get("HealthCheckTimeout") or serving.PING_TIMEOUT),
+                job_id=detail["EndpointArn"])
         except serving.ServeFailed as failed:
             if failed.stage == "download":
                 raise DeployFailed(f"Failed to download model data for production variant "

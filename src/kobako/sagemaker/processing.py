@@ -76,6 +76,7 @@ class ProcessingRunner(JobRunner):
             spec = AttemptSpec(argv=args, env=env, workdir=root, vcpus=float(grant.cpus),
                                memory_mib=grant.memory_mib, gpus=grant.gpus,
                                gpu_ids=grant.gpu_ids, image=choice.image, runtime="container",
+                               options={"job_id": detail["ProcessingJobArn"]},
                                properties=placement.container_properties(
                                    root, mounts, entrypoint=entry or None))
         else:

@@ -98,14 +98,15 @@ async def stage_model(s3: S3Store, container: dict[str, Any], model_dir: Path,
 async def launch(runtime: Runtime, logs: LogStore, scope: Scope, group: str, stream: str, *,
                  container: dict[str, Any], env: dict[str, str], model_dir: Path,
                  workdir: Path, choice: placement.Placement,
-                 timeout: float = PING_TIMEOUT) -> ModelServer:
-    """Start the model server for `container` and return once it answers /ping."""
+                 timeout: float = PING_TIMEOUT, job_id: str = "") -> ModelServer:
+    """Start the model server for `container` and return once it answers /ping;
+    `job_id` (an ARN) labels its container, so a restarted server can reap it."""
     image = container.get("Image")
     env = {**{str(k): str(v) for k, v in (container.get("Environment") or {}).items()}, **env}
     if choice.runtime == "container":
         port = free_port()
         spec = AttemptSpec(argv=["serve"], env=env, workdir=workdir, image=image,
-                           runtime="container",
+                           runtime="container", options={"job_id": job_id},
                            properties=placement.container_properties(
                                workdir, {model_dir: "/opt/ml/model"}, {8080: port}))
     else:

@@ -287,15 +287,21 @@ class TrainingRunner:
         return ["train"], layout.root
 
     async def _train(self, run: Run, layout: contract.Layout, grant: Grant) -> int:
-        """Run one process per host (algo-1..algo-N); the first failure ends them all."""
+        """Run one process (or container) per host (algo-1..algo-N); the first failure
+        ends them all."""
         detail = run.detail
         decoded = contract.decode(detail.get("HyperParameters") or {})
-        argv, cwd = self._argv(detail, layout, decoded)
+        algorithm = detail.get("AlgorithmSpecification") or {}
+        choice = self.placer.choose(algorithm.get("TrainingImage"))
         checkpoints = detail.get("CheckpointConfig") or {}
-        argv = support.rewrite(argv, {
-            support.OPT_ML: layout.root,
-            str(checkpoints.get("LocalPath") or support.DEFAULT_CHECKPOINTS):
-                support.checkpoint_local(layout.root, checkpoints.get("LocalPath"))})
+        if choice.runtime == "container":
+            argv, cwd = support.container_argv(algorithm), layout.root
+        else:
+            argv, cwd = self._argv(detail, layout, decoded)
+            argv = support.rewrite(argv, {
+                support.OPT_ML: layout.root,
+                str(checkpoints.get("LocalPath") or support.DEFAULT_CHECKPOINTS):
+                    support.checkpoint_local(layout.root, checkpoints.get("LocalPath"))})
         count = int(detail["ResourceConfig"].get("InstanceCount") or 1)
         hosts = contract.host_names(count)
         cpus, memory, gpus = (max(1, grant.cpus // count), grant.memory_mib // count,
@@ -303,7 +309,7 @@ class TrainingRunner:
         port = support.master_port()
         scope = Scope(run.key.account, run.key.region)
         streams = [support.stream(run.key.name, host) for host in hosts]
-        deps = await support.install_requirements(
+        deps = None if choice.runtime == "container" else await support.install_requirements(
             layout.code, layout.root / "dependencies",
             lambda text: self.logs.append(scope, LOG_GROUP, streams[0],
                                           [(int(time.time() * 1000), text)]))
@@ -315,7 +321,11 @@ class TrainingRunner:
             config_dir = layout.config if rank == 0 else layout.root / "hosts" / host / "config"
             if rank:
                 contract.write_config(config_dir, detail, host, hosts)
-            env = contract.environment(layout, detail, decoded, cpus, gpus, host, hosts,
+            inside = layout
+            if choice.runtime == "container":
+                inside = contract.Layout(Path(support.OPT_ML))
+                config_dir = inside.config
+            env = contract.environment(inside, detail, decoded, cpus, gpus, host, hosts,
                                        config_dir)
             env.update(support.distributed_env(rank, hosts, port))
             env.update(gpu_environment(self.capacity.host,
@@ -324,11 +334,19 @@ class TrainingRunner:
                 env["PYTHONPATH"] = os.pathsep.join(
                     p for p in (str(deps), env.get("PYTHONPATH", "")) if p)
             env[MARKER] = detail["TrainingJobArn"]
+            gpu_ids = grant.gpu_ids[rank * gpus:(rank + 1) * gpus]
+            if choice.runtime == "container":
+                specs.append(AttemptSpec(
+                    argv=argv, env=env, workdir=cwd, vcpus=float(cpus), memory_mib=memory,
+                    gpus=gpus, gpu_ids=gpu_ids, image=choice.image, runtime="container",
+                    options={"job_id": detail["TrainingJobArn"]},
+                    properties=support.container_properties(layout.root, rank, host,
+                                                            algorithm, checkpoints)))
+                continue
             specs.append(AttemptSpec(
                 argv=argv, env=env, workdir=cwd, vcpus=float(cpus),
                 memory_mib=memory if gpus == 0 else None, gpus=gpus,
-                gpu_ids=grant.gpu_ids[rank * gpus:(rank + 1) * gpus], runtime="process",
-                image=(detail.get("AlgorithmSpecification") or {}).get("TrainingImage")))
+                gpu_ids=gpu_ids, runtime="process", image=choice.image))
         for spec in specs:
             try:
                 run.attempts.append(await self.runtime.start(spec))

@@ -7,7 +7,10 @@ Python. pip gets one short try: offline, the job goes on with what is installed 
 says so in its log. Checkpoints (CheckpointConfig) are copied from S3 before the
 algorithm starts and back after it ends, whatever the outcome, as AWS's continuous
 sync leaves them. Hosts algo-1..algo-N each run one process; the torch.distributed
-variables make rank 0 (algo-1) the master on 127.0.0.1.
+variables make rank 0 (algo-1) the master on 127.0.0.1. Under the container runtime
+each host is one container of the image (`docker run <image> train`) with the job
+directory mounted at /opt/ml; such containers do not share a network, so multi-host
+container jobs cannot rendezvous yet.
 """
 
 from __future__ import annotations
@@ -19,7 +22,9 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
+from kobako.sagemaker import placement
 from kobako.sagemaker.serving import free_port
 
 PIP_TIMEOUT_S = 300.0
@@ -80,6 +85,29 @@ def rewrite(args: list[str], mapping: dict[str, Path]) -> list[str]:
                          rf"(?=/|$|[=:,;\s'\"])")
     table = {k.rstrip("/"): str(v) for k, v in mapping.items()}
     return [pattern.sub(lambda m: table[m.group(1)], a) for a in args]
+
+
+def container_argv(algorithm: dict[str, Any]) -> list[str]:
+    """The command of a training container: ContainerArguments, else `train` (AWS's
+    `docker run <image> train`) unless ContainerEntrypoint replaces the entrypoint."""
+    args = [str(a) for a in algorithm.get("ContainerArguments") or []]
+    if args or algorithm.get("ContainerEntrypoint"):
+        return args
+    return ["train"]
+
+
+def container_properties(root: Path, rank: int, host: str, algorithm: dict[str, Any],
+                         checkpoints: dict[str, Any]) -> dict[str, Any]:
+    """Mounts of one training container: the job directory at /opt/ml, this host's
+    config (hosts after the first have their own), a checkpoint path outside /opt/ml."""
+    mounts = {root: OPT_ML}
+    if rank:
+        mounts[root / "hosts" / host / "config"] = f"{OPT_ML}/input/config"
+    local_path = str(checkpoints.get("LocalPath") or DEFAULT_CHECKPOINTS).rstrip("/")
+    if checkpoints.get("S3Uri") and not (local_path + "/").startswith(OPT_ML + "/"):
+        mounts[checkpoint_local(root, local_path)] = local_path
+    entry = [str(a) for a in algorithm.get("ContainerEntrypoint") or []]
+    return placement.container_properties(root, mounts, entrypoint=entry or None)
 
 
 def distributed_env(rank: int, hosts: list[str], port: int) -> dict[str, str]:

@@ -103,7 +103,8 @@ class TransformRunner(JobRunner):
                 self.runtime, self.logs, Scope(run.key.account, run.key.region), self.log_group,
                 f"{run.key.name}/i-{secrets.token_hex(8)}", container=container, env=env,
                 model_dir=model_dir, workdir=root,
-                choice=self.placer.choose(container.get("Image")))
+                choice=self.placer.choose(container.get("Image")),
+                job_id=detail["TransformJobArn"])
         except serving.ServeFailed as failed:
             raise JobFailed(f"ClientError: {failed}") from None
         run.attempts.append(server.attempt)

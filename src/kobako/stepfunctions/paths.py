@@ -14,7 +14,7 @@ import re
 from typing import Any
 
 from jsonpath_ng.exceptions import JsonPathLexerError, JsonPathParserError
-from jsonpath_ng.ext import parse as jsonpath_parse
+from jsonpath_ng.ext.parser import parse as jsonpath_parse
 
 from kobako.stepfunctions.errors import RESULT_PATH_MATCH_FAILURE, StatesError
 

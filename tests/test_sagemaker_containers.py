@@ -1,0 +1,257 @@
+"""SageMaker bring-your-own-container against a real engine: a busybox image whose
+`train` and `serve` are shell scripts, run by a kobako configured with
+`[runtime] sagemaker = "container"` on a Podman socket this module starts itself."""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conftest import Server, start_server
+from podman_helpers import TOOLS, Podman, podman_engine
+from sagemaker_helpers import ROLE, members, tarball, unique, wait_endpoint, wait_job
+
+IMAGE = f"localhost/kobako-test/sagemaker-byoc:{os.getpid()}"
+JOB_LABEL = "kobako.job-id"
+
+TRAIN = r"""#!/bin/sh
+# The SageMaker training contract: config and data under /opt/ml/input, model out.
+set -e
+echo "train: starting in $(cat /etc/kobako-test-image)"
+test -e /etc/kobako-test-image
+hps=$(tr -d ' \n' < /opt/ml/input/config/hyperparameters.json)
+if [ "$(cat /opt/ml/input/data/train/mode.txt)" = fail ]; then
+  echo "bad data" > /opt/ml/output/failure
+  exit 2
+fi
+total=0
+for x in $(cat /opt/ml/input/data/train/numbers.txt); do total=$((total + x)); done
+echo "train: loss=0.25 total=$total"
+echo "total=$total hps=$hps job=$TRAINING_JOB_NAME" > /opt/ml/model/model.txt
+echo "done" > /opt/ml/output/data/report.txt
+"""
+
+SERVE = """#!/bin/sh
+echo "serve: listening on 8080"
+exec nc -ll -p 8080 -e /usr/local/bin/handle
+"""
+
+# One HTTP exchange per connection (nc -ll -e runs it with the socket on stdin/stdout).
+HANDLE = r"""#!/bin/sh
+cr=$(printf '\r')
+read -r method path proto
+len=0
+while read -r line; do
+  line=${line%"$cr"}
+  [ -z "$line" ] && break
+  case "$line" in
+    [Cc]ontent-[Ll]ength:*) len=${line#*:}; len=$((len + 0));;
+  esac
+done
+body=""
+if [ "$len" -gt 0 ]; then body=$(head -c "$len"); fi
+case "$method $path" in
+  "GET /ping") out="";;
+  "POST /invocations")
+    out="{\"model\": \"$(cat /opt/ml/model/model.txt)\", \"input\": \"$body\"}";;
+  *) printf 'HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n'
+     exit 0;;
+esac
+printf 'HTTP/1.1 200 OK\r\nContent-Type: application/json\r\n'
+printf 'Content-Length: %d\r\nConnection: close\r\n\r\n%s' "${#out}" "$out"
+"""
+
+
+@pytest.fixture(scope="module")
+def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
+    files = {"/usr/local/bin/train": TRAIN, "/usr/local/bin/serve": SERVE,
+             "/usr/local/bin/handle": HANDLE}
+    with podman_engine(tmp_path_factory.mktemp("podman-sm"), IMAGE,
+                       (*TOOLS, "nc", "printf"), files) as podman:
+        yield podman
+
+
+@pytest.fixture(scope="module")
+def srv(engine: Podman, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    root = tmp_path_factory.mktemp("kobako-sm-containers")
+    config = root / "kobako.toml"
+    config.write_text(f'[runtime]\ndefault = "process"\nsagemaker = "container"\n'
+                      f'container_host = "{engine.host}"\npull_timeout = 30\n')
+    running = start_server(root / "data", config=config)
+    yield running
+    running.stop()
+    assert " -> 500 " not in running.log(), "a request was answered with HTTP 500"
+
+
+def _labelled(engine: Podman, arn: str) -> list[Any]:
+    return list(engine.client.containers.list(all=True,
+                                              filters={"label": f"{JOB_LABEL}={arn}"}))
+
+
+def _gone(engine: Podman, arn: str, timeout: float = 15) -> bool:
+    deadline = time.monotonic() + timeout
+    while _labelled(engine, arn):
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.1)
+    return True
+
+
+def _training_request(bucket: str, name: str, prefix: str) -> dict[str, Any]:
+    return {
+        "TrainingJobName": name, "RoleArn": ROLE,
+        "HyperParameters": {"epochs": "2", "lr": "0.5"},
+        "AlgorithmSpecification": {
+            "TrainingImage": IMAGE, "TrainingInputMode": "File",
+            "MetricDefinitions": [{"Name": "train:loss", "Regex": r"loss=([0-9.]+)"}]},
+        "InputDataConfig": [{"ChannelName": "train", "DataSource": {"S3DataSource": {
+            "S3DataType": "S3Prefix", "S3Uri": f"s3://{bucket}/{prefix}/"}}}],
+        "OutputDataConfig": {"S3OutputPath": f"s3://{bucket}/output"},
+        "ResourceConfig": {"InstanceType": "ml.m5.large", "InstanceCount": 1,
+                           "VolumeSizeInGB": 1},
+        "StoppingCondition": {"MaxRuntimeInSeconds": 120},
+    }
+
+
+def _log_lines(srv: Server, group: str, prefix: str) -> list[str]:
+    logs = srv.client("logs")
+    streams = logs.describe_log_streams(logGroupName=group,
+                                        logStreamNamePrefix=prefix)["logStreams"]
+    lines: list[str] = []
+    for stream in streams:
+        events = logs.get_log_events(logGroupName=group, logStreamName=stream["logStreamName"],
+                                     startFromHead=True)["events"]
+        lines += [str(e["message"]) for e in events]
+    return lines
+
+
+def test_training_runs_the_image_train(srv: Server, engine: Podman) -> None:
+    s3, sm = srv.client("s3"), srv.client("sagemaker")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1 2 3 4\n")
+    s3.put_object(Bucket=bucket, Key="data/mode.txt", Body=b"ok\n")
+    name = unique("byoc-train")
+    arn = sm.create_training_job(**_training_request(bucket, name, "data"))["TrainingJobArn"]
+    job = wait_job(sm, name, timeout=45)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    key = f"output/{name}/output/model.tar.gz"
+    assert job["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{bucket}/{key}"
+    model = members(s3.get_object(Bucket=bucket, Key=key)["Body"].read())
+    text = model["model.txt"].decode()
+    assert text.startswith("total=10 hps=") and text.strip().endswith(f"job={name}")
+    hps = json.loads(text.split("hps=", 1)[1].split(" job=", 1)[0])
+    assert hps == {"epochs": "2", "lr": "0.5"}
+    output = members(s3.get_object(Bucket=bucket, Key=f"output/{name}/output/output.tar.gz")
+                     ["Body"].read())
+    assert output["report.txt"] == b"done\n"
+    assert [m["MetricName"] for m in job["FinalMetricDataList"]] == ["train:loss"]
+    lines = _log_lines(srv, "/aws/sagemaker/TrainingJobs", name)
+    assert "train: starting in busybox" in lines and "train: loss=0.25 total=10" in lines
+    assert _gone(engine, arn), "the training container was not removed"
+
+
+def test_training_failure_reads_output_failure(srv: Server, engine: Podman) -> None:
+    s3, sm = srv.client("s3"), srv.client("sagemaker")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="bad/numbers.txt", Body=b"1\n")
+    s3.put_object(Bucket=bucket, Key="bad/mode.txt", Body=b"fail\n")
+    name = unique("byoc-fail")
+    arn = sm.create_training_job(**_training_request(bucket, name, "bad"))["TrainingJobArn"]
+    job = wait_job(sm, name, timeout=45)
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: bad data"
+    assert _gone(engine, arn)
+
+
+def test_endpoint_serves_from_the_image(srv: Server, engine: Podman) -> None:
+    s3, sm, runtime = srv.client("s3"), srv.client("sagemaker"), srv.client("sagemaker-runtime")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="model/model.tar.gz",
+                  Body=tarball({"model.txt": "weights-v1\n"}))
+    model, config, endpoint = unique("byoc-model"), unique("byoc-cfg"), unique("byoc-ep")
+    sm.create_model(ModelName=model, ExecutionRoleArn=ROLE, PrimaryContainer={
+        "Image": IMAGE, "ModelDataUrl": f"s3://{bucket}/model/model.tar.gz"})
+    sm.create_endpoint_config(EndpointConfigName=config, ProductionVariants=[{
+        "VariantName": "main", "ModelName": model, "InstanceType": "ml.m5.large",
+        "InitialInstanceCount": 1}])
+    arn = sm.create_endpoint(EndpointName=endpoint, EndpointConfigName=config)["EndpointArn"]
+    try:
+        described = wait_endpoint(sm, endpoint, timeout=45)
+        assert described["EndpointStatus"] == "InService", described.get("FailureReason")
+        running = _labelled(engine, arn)
+        assert len(running) == 1 and running[0].status == "running"
+        answer = runtime.invoke_endpoint(EndpointName=endpoint, Body=b"1,2,3",
+                                         ContentType="text/csv")
+        assert answer["ContentType"] == "application/json"
+        assert json.loads(answer["Body"].read()) == {"model": "weights-v1", "input": "1,2,3"}
+        lines = _log_lines(srv, f"/aws/sagemaker/Endpoints/{endpoint}", "main/")
+        assert "serve: listening on 8080" in lines
+    finally:
+        sm.delete_endpoint(EndpointName=endpoint)
+    assert _gone(engine, arn), "DeleteEndpoint left the serving container"
+
+
+def test_image_in_a_local_directory_still_runs_as_a_process(tmp_path: Path) -> None:
+    """A TrainingImage naming a directory is never a container image (placement)."""
+    from kobako.sagemaker.placement import Placer
+
+    placer = Placer("container")
+    assert placer.choose(str(tmp_path)).runtime == "process"
+    assert placer.choose("kobako/python").runtime == "process"
+    assert placer.choose(IMAGE).runtime == "container"
+
+
+def test_sagemaker_sdk_estimator_and_predictor(srv: Server, engine: Podman, tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    """The SageMaker Python SDK (extra `sagemaker-sdk`) drives the same image: fit, deploy,
+    predict. Skipped where the SDK is not installed."""
+    monkeypatch.setenv("SAGEMAKER_SUPPRESS_V2_WARNING", "1")  # warnings are errors here
+    (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+        "      TelemetryOptOut: true\n")
+    monkeypatch.setenv("SAGEMAKER_USER_CONFIG_OVERRIDE", str(tmp_path / "sdk.yaml"))
+    sagemaker = pytest.importorskip("sagemaker")
+    import boto3
+    from sagemaker.estimator import Estimator
+    from sagemaker.predictor import Predictor
+
+    monkeypatch.setenv("AWS_ENDPOINT_URL", srv.url)  # the SDK's own S3 and STS clients
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "test")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "test")
+    boto_session = boto3.Session(region_name="us-east-1")
+    bucket = unique("byoc-sdk")
+    s3 = srv.client("s3")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"5 6\n")
+    s3.put_object(Bucket=bucket, Key="data/mode.txt", Body=b"ok\n")
+    session = sagemaker.Session(boto_session=boto_session, sagemaker_client=srv.client(
+        "sagemaker"), sagemaker_runtime_client=srv.client("sagemaker-runtime"),
+        default_bucket=bucket)
+    estimator = Estimator(image_uri=IMAGE, role=ROLE, instance_count=1,
+                          instance_type="ml.m5.large", output_path=f"s3://{bucket}/output",
+                          sagemaker_session=session, hyperparameters={"epochs": 1},
+                          base_job_name="byoc-sdk")
+    estimator.fit({"train": f"s3://{bucket}/data/"}, wait=False)
+    name = estimator.latest_training_job.name
+    job = wait_job(srv.client("sagemaker"), name, timeout=45)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    endpoint = unique("byoc-sdk-ep")
+    estimator.deploy(initial_instance_count=1, instance_type="ml.m5.large",
+                     endpoint_name=endpoint, wait=False)
+    sm = srv.client("sagemaker")
+    try:
+        assert wait_endpoint(sm, endpoint, timeout=45)["EndpointStatus"] == "InService"
+        answer = Predictor(endpoint, sagemaker_session=session).predict(b"7")
+        assert answer == (f'{{"model": "total=11 hps={{"epochs":"1"}} job={name}", '
+                          f'"input": "7"}}').encode()
+    finally:
+        sm.delete_endpoint(EndpointName=endpoint)
