@@ -38,7 +38,7 @@ def build_with_engine(config: Config, db: Database, logs_store: LogStore,
         codec=RestJsonCodec(service_model("batch")),
         handlers=handlers,
         signing_names=("batch",),
-        startup=[*([runtimes.open] if runtime is None else []), engine.start],
+        startup=[*([runtimes.open_in_background] if runtime is None else []), engine.start],
         shutdown=[engine.stop],
     )
     return service, engine

@@ -19,15 +19,21 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Any
-
-import docker
-import docker.errors
+from typing import TYPE_CHECKING, Any
 
 from kobako.runtime.base import AttemptSpec, OutputLine, StartError
 from kobako.runtime.container_args import JOB_LABEL, OWNER_LABEL, create_kwargs
 from kobako.runtime.images import ImageCache, PullError
+from kobako.runtime.lazy import LazyModule
 from kobako.runtime.threads import in_thread
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.types
+else:
+    docker = LazyModule("docker")
+
 
 log = logging.getLogger("kobako.runtime")
 

@@ -10,11 +10,18 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import docker.types
+from typing import TYPE_CHECKING, Any
 
 from kobako.runtime.base import AttemptSpec
+from kobako.runtime.lazy import LazyModule
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.types
+else:
+    docker = LazyModule("docker")
+
 
 JOB_LABEL = "kobako.job-id"
 OWNER_LABEL = "kobako.owner"

@@ -17,12 +17,18 @@ import urllib.error
 import urllib.parse
 import urllib.request
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import docker
-import docker.errors
-
+from kobako.runtime.lazy import LazyModule
 from kobako.runtime.threads import in_thread
+
+if TYPE_CHECKING:
+    import docker
+    import docker.errors
+    import docker.types
+else:
+    docker = LazyModule("docker")
+
 
 log = logging.getLogger("kobako.runtime")
 

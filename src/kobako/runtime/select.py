@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import importlib
 import logging
 from pathlib import Path
 
@@ -35,10 +36,17 @@ class RuntimeSet:
         self.process = ProcessRuntime()
         self.container = ContainerRuntime(config.container_host, owner_label(data_dir),
                                           config.pull_timeout, config.registry_mirror)
+        self._opening: asyncio.Task[None] | None = None
+
+    async def open_in_background(self) -> None:
+        """Start `open` without holding up the server's first answer (the Docker SDK
+        import and the engine ping take a while); the task is kept until it ends."""
+        self._opening = asyncio.create_task(self.open())
 
     async def open(self) -> None:
         """At server start: say which runtime is the default and whether the engine
         answers, and remove containers a previous run of this server left behind."""
+        await asyncio.to_thread(importlib.import_module, "docker")  # off the event loop
         try:
             engine = await asyncio.wait_for(self.container.describe(), _PING_S)
         except TimeoutError:
