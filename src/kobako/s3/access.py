@@ -39,6 +39,11 @@ ACTIONS = {
     "GetBucketCors": "s3:GetBucketCORS",
     "DeleteBucketCors": "s3:PutBucketCORS",
     "DeleteBucketTagging": "s3:PutBucketTagging",
+    "PutBucketLifecycleConfiguration": "s3:PutLifecycleConfiguration",
+    "GetBucketLifecycleConfiguration": "s3:GetLifecycleConfiguration",
+    "DeleteBucketLifecycle": "s3:PutLifecycleConfiguration",
+    "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
+    "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
 }
 # Which ACL permission, on the bucket or on the object, lets a non-owner do an action.
 BUCKET_PERMISSION = {

@@ -7,7 +7,7 @@ from typing import Any
 from kobako.protocol.codecs import XML_DECLARATION
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpResponse
-from kobako.s3 import errors
+from kobako.s3 import errors, lock
 from kobako.s3.access import canned_grants
 from kobako.s3.backend import S3Backend, canonical_user_id
 from kobako.s3.names import check_bucket_name
@@ -56,6 +56,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                            "name and try again.", 409, fields={"BucketName": name})
         if grants is not None:
             s3.store.set_config(name, "acl", grants)
+        if params.get("ObjectLockEnabledForBucket"):
+            lock.enable_on_create(s3.store, name)
         return {"Location": f"/{name}",
                 "BucketArn": f"arn:aws:s3:::{name}"}
 

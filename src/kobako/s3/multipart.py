@@ -8,7 +8,7 @@ import secrets
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import errors, lock
 from kobako.s3.backend import S3Backend, canonical_user_id, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS, composite_checksum, multipart_etag
 from kobako.s3.names import check_key
@@ -46,11 +46,13 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         if algorithm and algorithm.upper() not in ALGORITHMS:
             raise errors.invalid_argument("Checksum algorithm provided is unsupported.",
                                           "x-amz-checksum-algorithm", algorithm)
+        headers = content_headers(params) | (
+            {"Tags": tags} if (tags := tags_from_header(params.get("Tagging"))) else {})
+        lock.stamp(s3.store, bucket, params, headers)
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(secrets.token_bytes(48)).decode(),
             bucket=bucket, key=key, initiated=now(), storage_class=storage_class(params),
-            headers=content_headers(params) | (
-                {"Tags": tags} if (tags := tags_from_header(params.get("Tagging"))) else {}),
+            headers=headers,
             checksum_algorithm=algorithm.upper() if algorithm else None,
         )
         s3.store.create_upload(upload)

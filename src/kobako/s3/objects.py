@@ -9,7 +9,7 @@ from typing import Any
 from urllib.parse import unquote
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import errors, lifecycle, lock
 from kobako.s3.access import canned_grants
 from kobako.s3.backend import S3Backend, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS
@@ -94,7 +94,7 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
             out[name] = datetime.fromisoformat(value)
         elif name == "Tags":
             out["TagCount"] = len(value) or None
-        elif name != "Metadata":
+        elif name not in ("Metadata", "Lock"):
             out[name] = value
     if record.headers.get("Metadata"):
         out["Metadata"] = record.headers["Metadata"]
@@ -104,6 +104,7 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
         out["VersionId"] = record.version_id
     if len(record.segments) > 1 or "-" in record.etag:
         out["PartsCount"] = len(record.segments)
+    out.update(lock.report(record))
     return out
 
 
@@ -129,6 +130,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             headers["Tags"] = tags
         if params.get("ACL"):
             headers["ACL"] = canned_grants(params["ACL"], owner.account_id)
+        lock.stamp(s3.store, bucket, params, headers)
         _check_write_conditions(s3, bucket, key, params)
         trailer = ctx.request.headers.get("x-amz-trailer", "")
         ingested, checksums = await s3.ingest_body(params["Body"], params, trailer)
@@ -147,12 +149,14 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             s3.store.discard([ingested.blob_id])
             raise
         s3.store.discard(replaced)
-        return {"ETag": record.etag, "VersionId": record.version_id, **checksum_fields(record)}
+        return {"ETag": record.etag, "VersionId": record.version_id, **checksum_fields(record),
+                **lifecycle.expiration_header(s3.store, record)}
 
     async def get_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
         status = check_conditions(record, params)
         out = object_headers(record)
+        out.update(lifecycle.expiration_header(s3.store, record))
         if status == 304:
             return {"ETag": record.etag, "LastModified": record.last_modified, "__status": 304}
         first, last = 0, record.size - 1
@@ -191,7 +195,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 raise errors.no_such_key(key)
             if not _etag_matches(params["IfMatch"], record.etag):
                 raise errors.precondition_failed("If-Match")
-        return delete_one(s3, bucket, key, params.get("VersionId"))
+        return delete_one(s3, bucket, key, params.get("VersionId"),
+                          lock.may_bypass(s3.store, ctx, bucket, params))
 
     async def delete_objects(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = params["Bucket"]
@@ -203,13 +208,20 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                            "not validate against our published schema", 400)
         deleted: list[dict[str, Any]] = []
         failed: list[dict[str, Any]] = []
+        bypass = lock.may_bypass(s3.store, ctx, bucket, params)
         for item in objects:
             key = item.get("Key", "")
             if not key:
                 failed.append({"Key": key, "Code": "InvalidArgument",
                                "Message": "Object key must not be empty."})
                 continue
-            result = delete_one(s3, bucket, key, item.get("VersionId"))
+            try:
+                result = delete_one(s3, bucket, key, item.get("VersionId"), bypass)
+            except AwsError as error:
+                failed.append({k: v for k, v in {
+                    "Key": key, "VersionId": item.get("VersionId"), "Code": error.code,
+                    "Message": error.message}.items() if v is not None})
+                continue
             entry = {"Key": key, "VersionId": item.get("VersionId")}
             if result.get("DeleteMarker"):
                 entry["DeleteMarker"] = True
@@ -239,7 +251,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes.", 400)
         headers = content_headers(params) if directive == "REPLACE" else {
-            k: v for k, v in source.headers.items() if k != "Tags"}
+            k: v for k, v in source.headers.items() if k not in ("Tags", "Lock")}
         tagging_directive = params.get("TaggingDirective", "COPY")
         if tagging_directive not in ("COPY", "REPLACE"):
             raise errors.invalid_argument("Unknown tagging directive.",
@@ -250,6 +262,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             headers["Tags"] = tags
         if params.get("ACL"):
             headers["ACL"] = canned_grants(params["ACL"], target.account_id)
+        lock.stamp(s3.store, bucket, params, headers)
         algorithm = params.get("ChecksumAlgorithm")
         checksums = dict(source.checksums)
         segments = await asyncio.to_thread(
@@ -356,9 +369,14 @@ def copy_source(s3: S3Backend, ctx: RequestContext, header: str) -> ObjectRecord
     return s3.object(ctx, bucket, key, unquote(version) if version else None)
 
 
-def delete_one(s3: S3Backend, bucket: str, key: str, version_id: str | None) -> dict[str, Any]:
-    """DeleteObject's effect and answer, for one key (and version)."""
+def delete_one(s3: S3Backend, bucket: str, key: str, version_id: str | None,
+               bypass: bool = False) -> dict[str, Any]:
+    """DeleteObject's effect and answer, for one key (and version).
+
+    `bypass`: the caller may and asked to bypass GOVERNANCE retention.
+    """
     if version_id is not None:
+        lock.check_delete(s3.store, bucket, key, version_id, bypass)
         victim, freed = s3.store.delete_version(bucket, key, version_id)
         s3.store.discard(freed)
         out: dict[str, Any] = {"VersionId": version_id}

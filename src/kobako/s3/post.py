@@ -24,7 +24,7 @@ from kobako.protocol.codecs import XML_DECLARATION
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpRequest, HttpResponse
 from kobako.protocol.sigv4 import Credential
-from kobako.s3 import errors
+from kobako.s3 import errors, lock
 from kobako.s3.access import authorize, canned_grants
 from kobako.s3.backend import S3Backend
 from kobako.s3.names import check_key
@@ -274,6 +274,7 @@ class PostUploads:
             headers["Metadata"] = meta
         if fields.get("acl"):
             headers["ACL"] = canned_grants(fields["acl"], owner.account_id)
+        lock.stamp(self.s3.store, bucket, {}, headers)  # the bucket's default retention
         record = ObjectRecord(bucket=bucket, key=key, size=size, etag=f'"{md5}"',
                               last_modified=now(), storage_class="STANDARD",
                               segments=[(blob_id, size)], headers=headers)

@@ -12,7 +12,9 @@ from kobako.s3 import (
     access,
     buckets,
     cors,
+    lifecycle,
     listing,
+    lock,
     multipart,
     objects,
     post,
@@ -44,6 +46,7 @@ ROOT_NAMES = {
     "ListObjectVersions": "ListVersionsResult",
     "GetBucketAcl": "AccessControlPolicy",
     "GetObjectAcl": "AccessControlPolicy",
+    "GetBucketLifecycleConfiguration": "LifecycleConfiguration",
 }
 
 
@@ -84,11 +87,13 @@ def build(config: Config, db: Database) -> Service:
     store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
     backend = S3Backend(store)
     handlers = {}
-    for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access):
+    for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access,
+                   lock, lifecycle):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     browser = cors.Cors(backend)
     uploads = post.PostUploads(backend, config.lookup)
+    sweeper = lifecycle.Sweeper(store)
 
     async def early(request: HttpRequest, path: str) -> HttpResponse | None:
         """Answers that come before SigV4: CORS preflight and POST Object forms."""
@@ -104,4 +109,6 @@ def build(config: Config, db: Database) -> Service:
         rewrite_path=rewrite,
         preflight=early,
         decorate=browser.decorate,
+        startup=[sweeper.start],
+        shutdown=[sweeper.stop],
     )

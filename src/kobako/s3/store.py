@@ -444,6 +444,22 @@ class S3Store:
         )
         return changed == 1
 
+    def set_version_headers(self, bucket: str, key: str, version_id: str | None,
+                            headers: dict[str, Any]) -> bool:
+        """Replace one version's stored headers (Object Lock lives there), and the current
+        object's copy where it is that version; False if the version is gone."""
+        text = json.dumps(headers)
+        with self.db.transaction():
+            if version_id is None:
+                return self.set_object_headers(bucket, key, headers)
+            changed = self.db.execute(
+                "UPDATE s3_versions SET headers = ? WHERE bucket = ? AND key = ? "
+                "AND version_id = ?", (text, bucket, key, version_id))
+            self.db.execute(
+                "UPDATE s3_objects SET headers = ? WHERE bucket = ? AND key = ? "
+                "AND version_id = ?", (text, bucket, key, version_id))
+        return changed == 1
+
     def get_object(self, bucket: str, key: str) -> ObjectRecord | None:
         row = self.db.one("SELECT * FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
         return ObjectRecord.from_row(row) if row else None

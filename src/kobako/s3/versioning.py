@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import errors, lock
 from kobako.s3.backend import S3Backend, canonical_user_id
 from kobako.s3.listing import _after_prefix, _encoder, _max_keys
 from kobako.s3.store import ObjectRecord, versioning_status
@@ -40,6 +40,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                            "not validate against our published schema", 400)
         if config.get("MFADelete") == "Enabled":
             raise AwsError("InvalidRequest", "MFA delete is not supported by kobako.", 400)
+        lock.check_versioning_change(s3.store, bucket.name, status)
         s3.store.enable_versioning(bucket.name, status)
         return {}
 
