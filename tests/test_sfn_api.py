@@ -13,14 +13,9 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server, start_server
+from sfn_helpers import ROLE, machine, unique, wait_done
 
-ROLE = "arn:aws:iam::000000000000:role/sfn"
 PASS = json.dumps({"StartAt": "P", "States": {"P": {"Type": "Pass", "End": True}}})
-_names = iter(range(1_000_000))
-
-
-def unique(prefix: str) -> str:
-    return f"{prefix}-{os.getpid()}-{next(_names)}"
 
 
 def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
@@ -30,22 +25,6 @@ def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
 @pytest.fixture
 def sfn(server: Server) -> Any:
     return server.client("stepfunctions")
-
-
-def machine(sfn: Any, definition: dict[str, Any] | str, **kwargs: Any) -> str:
-    text = definition if isinstance(definition, str) else json.dumps(definition)
-    return str(sfn.create_state_machine(name=unique("sm"), definition=text, roleArn=ROLE,
-                                        **kwargs)["stateMachineArn"])
-
-
-def wait_done(sfn: Any, arn: str, deadline: float = 15.0) -> dict[str, Any]:
-    end = time.monotonic() + deadline
-    while time.monotonic() < end:
-        found: dict[str, Any] = sfn.describe_execution(executionArn=arn)
-        if found["status"] != "RUNNING":
-            return found
-        time.sleep(0.05)
-    raise AssertionError(f"execution {arn} still RUNNING after {deadline}s")
 
 
 def test_state_machine_crud(sfn: Any) -> None:
