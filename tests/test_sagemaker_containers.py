@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import ClientError
 
 from conftest import Server, start_server
 from podman_helpers import TOOLS, Podman, podman_engine
@@ -193,7 +194,16 @@ def test_endpoint_serves_from_the_image(srv: Server, engine: Podman) -> None:
                                          ContentType="text/csv")
         assert answer["ContentType"] == "application/json"
         assert json.loads(answer["Body"].read()) == {"model": "weights-v1", "input": "1,2,3"}
-        lines = _log_lines(srv, f"/aws/sagemaker/Endpoints/{endpoint}", "main/")
+        # Logs are shipped as the container writes them: wait for the line, as a
+        # CloudWatch reader would.
+        deadline = time.monotonic() + 15
+        lines: list[str] = []
+        while "serve: listening on 8080" not in lines and time.monotonic() < deadline:
+            try:
+                lines = _log_lines(srv, f"/aws/sagemaker/Endpoints/{endpoint}", "main/")
+            except ClientError:
+                lines = []
+            time.sleep(0.1)
         assert "serve: listening on 8080" in lines
     finally:
         sm.delete_endpoint(EndpointName=endpoint)

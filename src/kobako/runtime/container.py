@@ -39,8 +39,21 @@ log = logging.getLogger("kobako.runtime")
 
 OOM_REASON = "OutOfMemoryError: Container killed due to memory usage"
 _SOCKETS = ("/var/run/docker.sock", "/run/podman/podman.sock")
-_LOG_DRAIN_S = 1.0
 _STREAMS = ("stdout", "stderr")
+# After the exit, how long the log followers get to end by themselves before the rest of
+# the output is read without following (Podman keeps a follow open for 250 ms or more
+# after the exit); longer once many lines came, when reading them again costs more.
+_LOG_GRACE_S = 0.02
+_LOG_DRAIN_S = 1.0
+_REREAD_LINES = 10_000
+# Inspection for the exit: 10 ms doubling to 200 ms for the job's first seconds (short
+# jobs end quickly), then on up to 2 s (a long job's exit can wait; the engine can't take
+# many inspections a second from each of many jobs).
+_POLL_FIRST_S = 0.01
+_POLL_FAST_CAP_S = 0.2
+_POLL_FAST_FOR_S = 2.0
+_POLL_SLOW_CAP_S = 2.0
+_EXITED = ("exited", "dead", "stopped")
 
 
 def default_host() -> str | None:
@@ -95,6 +108,8 @@ class ContainerAttempt:
         self.exit_reason: str | None = None
         self._killed = False
         self._done = done
+        self._born = time.monotonic()
+        self._wait_error: str | None = None
         self._queue: asyncio.Queue[OutputLine | None] = asyncio.Queue()
         self._emitted = dict.fromkeys(_STREAMS, 0)
         self._ended: set[str] = set()
@@ -138,8 +153,9 @@ class ContainerAttempt:
                 for line in self._logs(stream, follow=True):
                     loop.call_soon_threadsafe(self._deliver, stream, line)
             except (docker.errors.APIError, OSError) as error:
-                log.warning("log stream of container %s broke: %s", self.container_id[:12],
-                            error)
+                if stream not in self._ended:  # not merely cut by the removal
+                    log.warning("log stream of container %s broke: %s",
+                                self.container_id[:12], error)
                 return False
             return True
 
@@ -154,58 +170,89 @@ class ContainerAttempt:
             else:
                 yield item
 
-    def _wait_blocking(self) -> int:
+    def _wait_blocking(self) -> int | None:
+        """The engine's wait; None if it failed (why: in _wait_error). Never raises: the
+        answer may come after inspection found the exit and nobody looks at it."""
         try:
             return int(self.client.api.wait(self.container_id)["StatusCode"])
         except (docker.errors.APIError, OSError) as error:
-            self.exit_reason = f"CannotInspectContainerError: {error}"
-            return 137
+            self._wait_error = str(error)
+            return None
 
     async def wait(self) -> int:
         return await asyncio.shield(self._final)
 
     async def _drain(self) -> None:
-        """End both output streams. Podman sometimes keeps a follow open after the
-        exit; such a stream (or one that broke) is read once more without following,
-        and the lines past those already delivered are delivered."""
-        _, late = await asyncio.wait(self._followers.values(), timeout=_LOG_DRAIN_S)
-        for stream, follower in self._followers.items():
-            if follower in late or not follower.result():
-                try:
-                    rest = await asyncio.to_thread(self._read_all, stream)
-                except (docker.errors.APIError, OSError):
-                    rest = []
-                for line in rest[self._emitted[stream]:]:
-                    self._deliver(stream, line)
+        """End both output streams once the container has exited (by then the engine
+        holds all its output). A follower that does not end within a short grace (Podman
+        keeps a follow open for a while after the exit), or that broke, is replaced by one
+        read without following, whose lines past those already delivered are delivered."""
+        pending = [f for f in self._followers.values() if not f.done()]
+        if pending:
+            many = max(self._emitted.values()) >= _REREAD_LINES
+            await asyncio.wait(pending, timeout=_LOG_DRAIN_S if many else _LOG_GRACE_S)
+        short = [stream for stream, follower in self._followers.items()
+                 if not follower.done() or not follower.result()]
+        rests = await asyncio.gather(*(asyncio.to_thread(self._read_all, stream)
+                                       for stream in short), return_exceptions=True)
+        for stream, rest in zip(short, rests, strict=True):
+            if isinstance(rest, BaseException):
+                if not isinstance(rest, docker.errors.APIError | OSError):
+                    raise rest
+                continue
+            for line in rest[self._emitted[stream]:]:
+                self._deliver(stream, line)
+        for stream in _STREAMS:
             self._end(stream)
 
-    async def _exit_code(self) -> int:
-        """The engine's wait, with inspection as a fallback: Podman's wait sometimes
-        misses an exit that follows the start closely, and would then block forever."""
+    async def _exit_code(self) -> tuple[int, dict[str, Any] | None]:
+        """The exit code, and the state when inspection is what saw the exit.
+
+        The engine's wait (started with the attempt) races inspection: Podman's wait
+        notices exits late (hundreds of ms), and sometimes misses one that follows the
+        start closely and would then block forever. Inspection backs off from 10 ms, and
+        starts over from 10 ms when both log streams end (the exit is near then)."""
+        delay = _POLL_FIRST_S
+        logs_ended = False
         while True:
-            logs_done = all(f.done() for f in self._followers.values())
-            done, _ = await asyncio.wait({self._exit}, timeout=0.5 if logs_done else 2.0)
-            if done:
-                return self._exit.result()
+            if self._exit.done() and (code := self._exit.result()) is not None:
+                return code, None
             state = await asyncio.to_thread(self._state)
+            if self._exit.done() and (code := self._exit.result()) is not None:
+                return code, None
             if not state:
-                self.exit_reason = "CannotInspectContainerError: the container is gone"
-                return 137
-            if state.get("Status") in ("exited", "dead", "stopped"):
-                return int(state.get("ExitCode") or 0)
+                detail = self._wait_error or "the container is gone"
+                self.exit_reason = f"CannotInspectContainerError: {detail}"
+                return 137, None
+            if state.get("Status") in _EXITED:
+                return int(state.get("ExitCode") or 0), state
+            wake: set[asyncio.Future[Any]] = {f for f in self._followers.values()
+                                              if not f.done()}
+            if not wake and not logs_ended:
+                logs_ended, delay = True, _POLL_FIRST_S
+            if not self._exit.done():
+                wake.add(self._exit)
+            if wake:
+                await asyncio.wait(wake, timeout=delay, return_when=asyncio.FIRST_COMPLETED)
+            else:
+                await asyncio.sleep(delay)
+            young = time.monotonic() - self._born < _POLL_FAST_FOR_S
+            delay = min(delay * 2, _POLL_FAST_CAP_S if young else _POLL_SLOW_CAP_S)
 
     async def _finish(self) -> int:
         try:
-            code = await self._exit_code()
+            code, state = await self._exit_code()
             await self._drain()
         except BaseException:
             for stream in _STREAMS:
                 self._end(stream)
             raise
         try:
-            state = await asyncio.to_thread(self._state)
-            if state.get("OOMKilled") or (code == 137 and self.memory_limited
-                                          and not self._killed and self.exit_reason is None):
+            if state is None and code != 0:
+                state = await asyncio.to_thread(self._state)
+            if (state or {}).get("OOMKilled") or (
+                    code == 137 and self.memory_limited and not self._killed
+                    and self.exit_reason is None):
                 # Podman does not always set OOMKilled; a SIGKILL that kobako did not send
                 # to a memory-limited container is the kernel's OOM killer.
                 self.exit_reason = OOM_REASON
@@ -226,6 +273,17 @@ class ContainerAttempt:
         self._killed = True
         with contextlib.suppress(docker.errors.APIError, OSError):
             await asyncio.to_thread(self.client.api.kill, self.container_id)
+
+
+def _create(client: docker.DockerClient, image: str, kwargs: dict[str, Any]) -> str:
+    """`containers.create` without the inspection of the new container that it adds."""
+    try:
+        from docker.models.containers import _create_container_args
+    except ImportError:  # a docker-py that moved it: the public call, one round trip more
+        return str(client.containers.create(image, **kwargs).id)
+    args = _create_container_args({"command": None, **kwargs, "image": image,
+                                   "version": client.api._version})
+    return str(client.api.create_container(**args)["Id"])
 
 
 async def remove(client: docker.DockerClient, container_id: str) -> None:
@@ -261,6 +319,8 @@ class ContainerRuntime:
             return self._client
 
     async def client(self) -> docker.DockerClient:
+        if self._client is not None:
+            return self._client
         return await asyncio.to_thread(self._connect)
 
     async def describe(self) -> str:
@@ -289,13 +349,12 @@ class ContainerRuntime:
             raise StartError(f"CannotPullContainerError: {error}") from None
         try:
             kwargs = create_kwargs(spec, job_id, self.owner)
-            container = await asyncio.to_thread(client.containers.create, spec.image, **kwargs)
+            container_id = await asyncio.to_thread(_create, client, spec.image, kwargs)
         except (ValueError, KeyError, OSError) as error:
             raise StartError(f"CannotCreateContainerError: {error}") from None
         except docker.errors.APIError as error:
             raise StartError(f"CannotCreateContainerError: {error.explanation or error}"
                              ) from None
-        container_id = str(container.id)
         try:
             await asyncio.to_thread(client.api.start, container_id)
         except (docker.errors.APIError, OSError) as error:
