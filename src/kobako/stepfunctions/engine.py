@@ -74,6 +74,21 @@ class Context(dict[str, Any]):
     variables: ChainMap[str, Any]
 
 
+def map_items(state: dict[str, Any], data: Any, frame: Frame,
+              states: dict[str, Any] | None) -> list[Any]:
+    """A Map state's items from its input (ItemsPath, or JSONata `Items`): an array."""
+    if states is not None:
+        items = jsonata_ql.render(state.get("Items", "{% $states.input %}"), states,
+                                  frame.scope)
+    else:
+        items = template.read_path(str(state["ItemsPath"]), data, frame.context,
+                                   "ItemsPath") if "ItemsPath" in state else data
+    if not isinstance(items, list):
+        raise StatesError(errors.RUNTIME, f"Map state input must be an array, got "
+                          f"'{template.preview(items)}'")
+    return items
+
+
 @dataclass
 class Frame:
     """One thread of events: the top-level run, a Parallel branch, a Map iteration.
@@ -494,16 +509,7 @@ class Interpreter(TaskStates):
             if self.map_runs is None:
                 raise StatesError(errors.RUNTIME, "kobako cannot run a distributed Map here.")
             return await self.map_runs.run(self, name, state, data, frame, states)
-        ctx = frame.context
-        if states is not None:
-            items = jsonata_ql.render(state.get("Items", "{% $states.input %}"), states,
-                                      frame.scope)
-        else:
-            items = template.read_path(str(state["ItemsPath"]), data, ctx, "ItemsPath") \
-                if "ItemsPath" in state else data
-        if not isinstance(items, list):
-            raise StatesError(errors.RUNTIME, f"Map state input must be an array, got "
-                              f"'{template.preview(items)}'")
+        items = map_items(state, data, frame, states)
         processor = state.get("ItemProcessor", state.get("Iterator"))
         assert isinstance(processor, dict)
         selector = state.get("ItemSelector", state.get("Parameters"))

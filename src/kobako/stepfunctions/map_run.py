@@ -29,6 +29,7 @@ from kobako.stepfunctions.engine import (
     Interpreter,
     dumps,
     iso,
+    map_items,
 )
 from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.executions import Executions
@@ -157,12 +158,8 @@ class MapRuns:
                                                        frame.scope)
             items = await read_items(self.s3, reader, self._render(reader, data, frame, states),
                                      config, interpreter.region, interpreter.account_id)
-        elif states is not None:
-            items = jsonata_ql.render(state.get("Items", "{% $states.input %}"), states,
-                                      frame.scope)
         else:
-            items = template.read_path(str(state["ItemsPath"]), data, ctx, "ItemsPath") \
-                if "ItemsPath" in state else data
+            items = map_items(state, data, frame, states)
         if not isinstance(items, list):
             raise StatesError(errors.RUNTIME, f"Map state input must be an array, got "
                               f"'{template.preview(items)}'")
