@@ -118,3 +118,30 @@ def bucket(s3: Any) -> str:
     name = f"test-bucket-{os.getpid()}-{next(_counter)}"
     s3.create_bucket(Bucket=name)
     return name
+
+
+TWO_ACCOUNTS = """
+[[users]]
+access_key_id = "AKIAOWNER"
+secret_access_key = "owner-secret"
+display_name = "owner"
+account_id = "111111111111"
+
+[[users]]
+access_key_id = "AKIAOTHER"
+secret_access_key = "other-secret"
+display_name = "other"
+account_id = "222222222222"
+"""
+
+
+@pytest.fixture(scope="module")
+def two_accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
+    """A server with two users in two accounts (AKIAOWNER / AKIAOTHER), per test module."""
+    root = tmp_path_factory.mktemp("two-accounts")
+    config = root / "kobako.toml"
+    config.write_text(TWO_ACCOUNTS)
+    running = start_server(root / "data", config=config)
+    yield running
+    running.stop()
+    assert " -> 500 " not in running.log()

@@ -12,32 +12,7 @@ from botocore import UNSIGNED
 from botocore.config import Config as BotoConfig
 from botocore.exceptions import ClientError
 
-from conftest import Server, start_server
-
-CONFIG = """
-[[users]]
-access_key_id = "AKIAOWNER"
-secret_access_key = "owner-secret"
-display_name = "owner"
-account_id = "111111111111"
-
-[[users]]
-access_key_id = "AKIAOTHER"
-secret_access_key = "other-secret"
-display_name = "other"
-account_id = "222222222222"
-"""
-
-
-@pytest.fixture(scope="module")
-def two_accounts(tmp_path_factory: pytest.TempPathFactory) -> Any:
-    root = tmp_path_factory.mktemp("access")
-    config = root / "kobako.toml"
-    config.write_text(CONFIG)
-    server = start_server(root / "data", config=config)
-    yield server
-    server.stop()
-    assert " -> 500 " not in server.log()
+from conftest import Server
 
 
 def client(server: Server, key: str | None, secret: str | None = None) -> Any:

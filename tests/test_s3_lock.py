@@ -4,14 +4,13 @@ from __future__ import annotations
 
 import json
 import os
-from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server, start_server
+from conftest import Server
 
 _counter = iter(range(1_000_000))
 
@@ -206,32 +205,6 @@ def test_copy_and_multipart_get_the_destination_lock(s3: Any, locked: str) -> No
         "Parts": [{"PartNumber": 1, "ETag": etag}]})
     head = s3.head_object(Bucket=locked, Key="mp")
     assert head["ObjectLockMode"] == "GOVERNANCE" and head["ObjectLockRetainUntilDate"] == until
-
-
-TWO_ACCOUNTS = """
-[[users]]
-access_key_id = "AKIAOWNER"
-secret_access_key = "owner-secret"
-display_name = "owner"
-account_id = "111111111111"
-
-[[users]]
-access_key_id = "AKIAOTHER"
-secret_access_key = "other-secret"
-display_name = "other"
-account_id = "222222222222"
-"""
-
-
-@pytest.fixture(scope="module")
-def two_accounts(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
-    root = tmp_path_factory.mktemp("lock-access")
-    config = root / "kobako.toml"
-    config.write_text(TWO_ACCOUNTS)
-    running = start_server(root / "data", config=config)
-    yield running
-    running.stop()
-    assert " -> 500 " not in running.log()
 
 
 def test_bypass_needs_the_permission(two_accounts: Server) -> None:
