@@ -67,15 +67,19 @@ class Server:
                 self.kill()
 
 
-def start_server(data_dir: Path, port: int | None = None, config: Path | None = None) -> Server:
+def start_server(data_dir: Path, port: int | None = None, config: Path | None = None,
+                 python: str | None = None, env: dict[str, str] | None = None) -> Server:
+    """`python -m kobako serve` (this interpreter unless `python` names another, with
+    `env` instead of this process's environment) on a free port, once it answers."""
     port = port or free_port()
     log_path = data_dir.parent / f"server-{port}-{time.monotonic_ns()}.log"
-    cmd = [sys.executable, "-m", "kobako", "serve", "--port", str(port),
+    cmd = [python or sys.executable, "-m", "kobako", "serve", "--port", str(port),
            "--data-dir", str(data_dir)]
     if config is not None:
         cmd += ["--config", str(config)]
     with open(log_path, "wb") as log:
-        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=os.environ.copy())
+        process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT,
+                                   env=dict(env if env is not None else os.environ))
     server = Server(port, data_dir, process, log_path, config)
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
+import io
 import json
 import os
 import sys
@@ -36,8 +37,24 @@ def default_model_fn(model_dir: str) -> Any:
     return None
 
 
+NPY = "application/x-npy"
+
+
+def _numpy() -> Any:
+    """NumPy, for the toolkit's application/x-npy encoding (the SDK's default for the
+    SKLearn and PyTorch predictors); imported only when a request uses it."""
+    try:
+        import numpy
+    except ImportError as exc:
+        raise InferenceError(415, "application/x-npy needs numpy in the model's "
+                                  "environment") from exc
+    return numpy
+
+
 def default_input_fn(body: bytes, content_type: str) -> Any:
     kind = (content_type or "application/json").split(";")[0].strip().lower()
+    if kind == NPY:
+        return _numpy().load(io.BytesIO(body), allow_pickle=False)
     text = body.decode("utf-8")
     if kind == "application/json":
         return json.loads(text) if text.strip() else None
@@ -70,6 +87,10 @@ def default_predict_fn(data: Any, model: Any) -> Any:
 
 def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
     kind = (accept or "application/json").split(";")[0].strip().lower()
+    if kind == NPY:
+        buffer = io.BytesIO()
+        _numpy().save(buffer, _numpy().asarray(prediction), allow_pickle=False)
+        return buffer.getvalue(), NPY
     if hasattr(prediction, "tolist"):
         prediction = prediction.tolist()
     if kind in ("application/json", "*/*", ""):
