@@ -18,11 +18,28 @@ Read from an optional TOML file (`kobako serve --config FILE`):
     registry_mirror = "mirror.internal:5000"            # tried first for Docker Hub images
     sagemaker = "container"            # SageMaker images run as containers (else: default)
 
+    [backends.archive]                 # a data backend: another S3 endpoint (AWS, MinIO...)
+    endpoint_url = "http://minio.internal:9000"   # omit for AWS itself (by region)
+    region = "us-east-1"               # the backend's signing region
+    bucket = "kobako-data"             # the backend bucket that holds the bytes
+    access_key_id = "..."              # omit both keys for botocore's usual chain
+    secret_access_key = "..."
+    prefix = "kobako/"                 # optional: prepended to every backend key
+    addressing_style = "auto"          # or "path" / "virtual"
+    max_attempts = 3                   # botocore tries per call (standard retry mode)
+
+A bucket created with `CreateBucketConfiguration.LocationConstraint = "archive"` keeps
+its objects' bytes in that backend (one backend object per blob, named by blob id,
+never by key) and its metadata here, like every bucket; a bucket created with a
+region name (or none) keeps its bytes in the data directory. A backend's name is
+stored with its buckets and blobs: keep it once buckets use it.
+
 Without a file there is one user, `test` / `test`, in account 000000000000.
 """
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -38,6 +55,51 @@ DEFAULT_USER = Credential(
 
 
 RUNTIMES = ("process", "container")
+ADDRESSING_STYLES = ("auto", "path", "virtual")
+# A backend's name is a LocationConstraint value and the first part of its blob ids.
+_BACKEND_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}\Z")
+
+
+@dataclass
+class BackendConfig:
+    """Another S3-compatible endpoint that holds the bytes of buckets created on it."""
+
+    name: str
+    bucket: str
+    endpoint_url: str | None = None
+    region: str = "us-east-1"
+    access_key_id: str | None = None
+    secret_access_key: str | None = None
+    prefix: str = ""
+    addressing_style: str = "auto"
+    max_attempts: int = 3
+
+    @classmethod
+    def parse(cls, name: str, raw: dict[str, object]) -> BackendConfig:
+        if not _BACKEND_NAME.match(name):
+            raise ValueError(f"[backends.{name}]: a backend name is 1-63 letters, digits, "
+                             "'.', '_' or '-', starting with a letter or digit")
+        if not raw.get("bucket"):
+            raise ValueError(f"[backends.{name}] needs `bucket`, the bucket that holds the bytes")
+
+        def text(key: str) -> str | None:
+            value = raw.get(key)
+            return str(value) if value else None
+
+        out = cls(name=name, bucket=str(raw["bucket"]), endpoint_url=text("endpoint_url"),
+                  region=text("region") or "us-east-1", access_key_id=text("access_key_id"),
+                  secret_access_key=text("secret_access_key"), prefix=text("prefix") or "",
+                  addressing_style=text("addressing_style") or "auto",
+                  max_attempts=int(str(raw.get("max_attempts", 3))))
+        if (out.access_key_id is None) != (out.secret_access_key is None):
+            raise ValueError(f"[backends.{name}]: give both access_key_id and "
+                             "secret_access_key, or neither")
+        if out.addressing_style not in ADDRESSING_STYLES:
+            raise ValueError(f"[backends.{name}] addressing_style must be one of "
+                             f"{ADDRESSING_STYLES}, not {out.addressing_style}")
+        if out.max_attempts < 1:
+            raise ValueError(f"[backends.{name}] max_attempts must be at least 1")
+        return out
 
 
 @dataclass
@@ -77,6 +139,7 @@ class Config:
     hostnames: list[str] = field(default_factory=lambda: ["localhost", "s3.localhost"])
     fsync: bool = True
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
+    backends: dict[str, BackendConfig] = field(default_factory=dict)
 
     def lookup(self, access_key_id: str) -> Credential | None:
         return self.users.get(access_key_id)
@@ -91,6 +154,8 @@ class Config:
         config.hostnames = [str(h) for h in raw.get("hostnames", config.hostnames)]
         config.fsync = bool(raw.get("fsync", True))
         config.runtime = RuntimeConfig.parse(dict(raw.get("runtime", {})))
+        config.backends = {name: BackendConfig.parse(name, dict(table))
+                           for name, table in dict(raw.get("backends", {})).items()}
         if "users" in raw:
             config.users = {}
             for entry in raw["users"]:

@@ -1,7 +1,8 @@
 """Typed access to botocore's service models: the wire spec kobako implements.
 
 botocore is used only as a model library here (ServiceModel, OperationModel, Shape);
-kobako never uses its clients on the server path.
+kobako never uses its clients on the server path, except to reach another S3 endpoint
+that holds a bucket's bytes (kobako.store.remote).
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from kobako.protocol.errors import AwsError
 from kobako.protocol.http import BodyStream
 from kobako.s3 import errors
 from kobako.s3.access import authorize
-from kobako.s3.checksums import ALGORITHMS, b64
+from kobako.s3.checksums import ALGORITHMS, b64, new_hasher
 from kobako.s3.identity import canonical_user_id
 from kobako.s3.store import Bucket, Ingested, ObjectRecord, S3Store
 from kobako.server.service import RequestContext
@@ -92,7 +92,7 @@ class S3Backend:
             except (ValueError, binascii.Error):
                 raise AwsError("InvalidDigest", "The Content-MD5 you specified was invalid.",
                                400) from None
-        ingested = await self.store.ingest(body, set(wanted))
+        ingested = await self.store.ingest(body, set(wanted), params.get("Bucket"))
         try:
             declared = params.get("ContentLength")
             if body.length is not None and ingested.size != body.length:
@@ -122,11 +122,24 @@ class S3Backend:
     def read(
         self, record: ObjectRecord, start: int = 0, end: int | None = None
     ) -> bytes | AsyncIterator[bytes]:
-        """Bytes [start, end] of the object: small reads at once, large ones streamed."""
+        """Bytes [start, end] of the object: small local reads at once, the rest streamed
+        (a data backend is never waited on from the event loop)."""
         last = record.size - 1 if end is None else end
-        if last - start + 1 <= SMALL_OBJECT:
+        if last - start + 1 <= SMALL_OBJECT and all(
+                self.store.blobs.is_local(blob_id) for blob_id, _ in record.segments):
             return b"".join(self._read_sync(record.segments, start, last))
         return self._stream(record.segments, start, last)
+
+    async def body(
+        self, record: ObjectRecord, start: int = 0, end: int | None = None
+    ) -> bytes | AsyncIterator[bytes]:
+        """`read`, with a streamed body's first piece read already: a data backend that
+        cannot be reached answers with an error, not with headers and a cut-off body."""
+        body = self.read(record, start, end)
+        if isinstance(body, bytes):
+            return body
+        first = await anext(body, b"")
+        return _prepend(first, body)
 
     def _read_sync(self, segments: list[tuple[str, int]], start: int, last: int) -> list[bytes]:
         out: list[bytes] = []
@@ -150,10 +163,10 @@ class S3Backend:
             offset += size
             if seg_last < start or seg_start > last or size == 0:
                 continue
-            handle = await asyncio.to_thread(self.store.blobs.open, blob_id)
+            remaining = min(last, seg_last) - max(start, seg_start) + 1
+            handle = await asyncio.to_thread(
+                self.store.blobs.open, blob_id, max(start - seg_start, 0), remaining)
             try:
-                handle.seek(max(start - seg_start, 0))
-                remaining = min(last, seg_last) - max(start, seg_start) + 1
                 while remaining > 0:
                     piece = await asyncio.to_thread(handle.read, min(READ_SIZE * 4, remaining))
                     if not piece:
@@ -162,6 +175,21 @@ class S3Backend:
                     yield piece
             finally:
                 handle.close()
+
+    def digest(self, segments: list[tuple[str, int]], algorithm: str) -> str:
+        """The base64 checksum of the bytes of `segments`; call off the event loop."""
+        hasher = new_hasher(algorithm)
+        for blob_id, _ in segments:
+            with self.store.blobs.open(blob_id) as handle:
+                while piece := handle.read(READ_SIZE):
+                    hasher.update(piece)
+        return b64(hasher.digest())
+
+
+async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    yield first
+    async for piece in rest:
+        yield piece
 
 
 def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:

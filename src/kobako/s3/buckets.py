@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from kobako.protocol.codecs import XML_DECLARATION
@@ -13,8 +14,34 @@ from kobako.s3.backend import S3Backend, canonical_user_id
 from kobako.s3.names import check_bucket_name
 from kobako.s3.store import Bucket, now
 from kobako.server.service import Handler, RequestContext
+from kobako.spec import service_model
 
 XMLNS = "http://s3.amazonaws.com/doc/2006-03-01/"
+
+
+@functools.cache
+def _regions() -> frozenset[str]:
+    """The LocationConstraint values S3's model knows (its BucketLocationConstraint)."""
+    return frozenset(service_model("s3").shape_for("BucketLocationConstraint").enum)
+
+
+def _region_of(constraint: str | None, request_region: str) -> str:
+    """The region a bucket is created in, or the error AWS gives for the constraint."""
+    if constraint == "us-east-1" or (constraint is not None and constraint not in _regions()):
+        raise AwsError("InvalidLocationConstraint",
+                       "The specified location-constraint is not valid", 400,
+                       fields={"LocationConstraint": constraint})
+    if constraint is None and request_region != "us-east-1":
+        raise AwsError(
+            "IllegalLocationConstraintException",
+            "The unspecified location constraint is incompatible for the region specific "
+            "endpoint this request was sent to.", 400)
+    if constraint is not None and constraint != request_region:
+        raise AwsError(
+            "IllegalLocationConstraintException",
+            f"The {constraint} location constraint is incompatible for the region specific "
+            "endpoint this request was sent to.", 400)
+    return constraint or "us-east-1"
 
 
 def build_handlers(s3: S3Backend) -> dict[str, Handler]:
@@ -26,26 +53,21 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         grants = canned_grants(params["ACL"], ctx.account_id) if params.get("ACL") else None
         config = params.get("CreateBucketConfiguration") or {}
         constraint = config.get("LocationConstraint")
-        if constraint == "us-east-1":
-            raise AwsError("InvalidLocationConstraint",
-                           "The specified location-constraint is not valid", 400,
-                           fields={"LocationConstraint": constraint})
-        if constraint is None and ctx.region != "us-east-1":
-            raise AwsError(
-                "IllegalLocationConstraintException",
-                "The unspecified location constraint is incompatible for the region specific "
-                "endpoint this request was sent to.", 400)
-        if constraint is not None and constraint != ctx.region:
-            raise AwsError(
-                "IllegalLocationConstraintException",
-                f"The {constraint} location constraint is incompatible for the region specific "
-                "endpoint this request was sent to.", 400)
-        region = constraint or "us-east-1"
-        bucket = Bucket(name, ctx.account_id, ctx.credential.display_name, region, now())
+        # A configured data backend's name puts the bucket's bytes there (kobako's own
+        # extension of LocationConstraint, as Zenko does); the region stays the request's.
+        backend = constraint if constraint and s3.store.blobs.has_backend(constraint) \
+            else None
+        if backend is None:
+            region = _region_of(constraint, ctx.region)
+        else:
+            region = ctx.region or "us-east-1"
+        bucket = Bucket(name, ctx.account_id, ctx.credential.display_name, region, now(),
+                        backend)
         if not s3.store.create_bucket(bucket):
             existing = s3.store.get_bucket(name)
             if existing is not None and existing.account_id == ctx.account_id:
-                if existing.region == "us-east-1" and region == "us-east-1":
+                if existing.region == "us-east-1" and region == "us-east-1" \
+                        and existing.backend == backend:
                     return {"Location": f"/{name}"}  # us-east-1 answers 200, as AWS does
                 raise AwsError("BucketAlreadyOwnedByYou",
                                "Your previous request to create the named bucket succeeded and "
@@ -102,7 +124,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
 
     async def get_bucket_location(ctx: RequestContext, params: dict[str, Any]) -> Any:
         bucket = s3.bucket(ctx, params["Bucket"])
-        region = "" if bucket.region == "us-east-1" else bucket.region
+        region = bucket.backend or ("" if bucket.region == "us-east-1" else bucket.region)
         # botocore reads this root element's text itself; the model has no shape for it.
         body = f'{XML_DECLARATION}<LocationConstraint xmlns="{XMLNS}">{region}</LocationConstraint>'
         return HttpResponse(200, [("Content-Type", "application/xml")], body.encode())

@@ -102,7 +102,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                     yield piece
 
         algorithms = {upload.checksum_algorithm} if upload.checksum_algorithm else set()
-        ingested = await s3.store.ingest(pieces(), algorithms)
+        ingested = await s3.store.ingest(pieces(), algorithms, upload.bucket)
         checksums = {a: base64.b64encode(d).decode() for a, d in ingested.digests.items()}
         part = Part(number, ingested.blob_id, ingested.size, f'"{ingested.md5.hex()}"', now(),
                     checksums)

@@ -180,7 +180,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             if override is not None:
                 out[name] = override
         if ctx.request.method != "HEAD":
-            out["Body"] = s3.read(record, first, last) if record.size else b""
+            out["Body"] = await s3.body(record, first, last) if record.size else b""
         return out
 
     async def head_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -265,17 +265,11 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         lock.stamp(s3.store, bucket, params, headers)
         algorithm = params.get("ChecksumAlgorithm")
         checksums = dict(source.checksums)
-        segments = await asyncio.to_thread(
-            lambda: [(s3.store.blobs.link(b), size) for b, size in source.segments])
         if algorithm and algorithm.upper() in ALGORITHMS \
                 and (algorithm.upper() not in checksums or "-" in checksums[algorithm.upper()]):
-            from kobako.s3.checksums import b64, new_hasher
-            hasher = new_hasher(algorithm.upper())
-            for blob_id, _ in segments:
-                with s3.store.blobs.open(blob_id) as handle:
-                    while piece := handle.read(1 << 20):
-                        hasher.update(piece)
-            checksums = {algorithm.upper(): b64(hasher.digest())}
+            checksums = {algorithm.upper(): await asyncio.to_thread(
+                s3.digest, source.segments, algorithm.upper())}
+        segments = await asyncio.to_thread(s3.store.copy_segments, source.segments, bucket)
         record = ObjectRecord(
             bucket=bucket, key=key, size=source.size, etag=source.etag, last_modified=now(),
             storage_class=klass, segments=segments, headers=headers, checksums=checksums,

@@ -183,7 +183,7 @@ class PostUploads:
             if form.name == "file":
                 form.content_type = form.headers.get("content-type", "")
                 state["ctx"] = self._authorize(request, bucket_name, form)
-                state["writer"] = self.s3.store.blobs.writer()
+                state["writer"] = self.s3.store.writer_for(bucket_name)
 
         def on_part_data(data: bytes, start: int, end: int) -> None:
             piece = data[start:end]

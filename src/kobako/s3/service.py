@@ -25,7 +25,7 @@ from kobako.s3.backend import S3Backend
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
 from kobako.spec import service_model
-from kobako.store.blobs import BlobStore
+from kobako.store.backends import open_blobs
 from kobako.store.db import Database
 
 # The root element S3 gives each XML response; botocore's model does not carry it.
@@ -84,7 +84,7 @@ def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
 
 
 def build(config: Config, db: Database) -> Service:
-    store = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
+    store = S3Store(db, open_blobs(config))
     backend = S3Backend(store)
     handlers = {}
     for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access,

@@ -1,8 +1,9 @@
 """S3's durable state: buckets, objects and multipart uploads. No HTTP here.
 
-Metadata rows live in the SQL store; bytes live in the blob store. An object is a
-list of segments (blob id, size): one for a plain PUT, one per part for a completed
-multipart upload, so completing a 1 GiB upload moves no bytes. A write is made
+Metadata rows live in the SQL store; bytes live in the blob stores (the data
+directory, or the data backend a bucket was created on: kobako.store.backends). An
+object is a list of segments (blob id, size): one for a plain PUT, one per part for a
+completed multipart upload, so completing a 1 GiB upload moves no bytes. A write is made
 durable in this order: blob fsynced and renamed, then the row committed, then the
 blobs it replaced deleted. A crash between the steps leaves at worst an orphan blob,
 never a row pointing at missing bytes.
@@ -24,7 +25,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from kobako.s3.checksums import new_hasher
-from kobako.store.blobs import BlobStore
+from kobako.store.backends import BlobBackends
+from kobako.store.blobs import BlobStore, BlobWriter
 from kobako.store.db import Database, Row
 
 # A PUT body up to this size is read into memory and written by one thread call.
@@ -99,6 +101,8 @@ SCHEMA = [
     CREATE UNIQUE INDEX s3_versions_by_id ON s3_versions (bucket, key, version_id);
     CREATE INDEX s3_versions_by_key ON s3_versions (bucket, key, seq)
     """,
+    # The configured data backend holding a bucket's bytes; NULL: the data directory.
+    "ALTER TABLE s3_buckets ADD COLUMN backend TEXT",
 ]
 
 
@@ -113,6 +117,13 @@ class Bucket:
     owner_name: str
     region: str
     created: datetime
+    # The data backend (kobako.config.BackendConfig name) its bytes live in; None: local.
+    backend: str | None = None
+
+    @classmethod
+    def from_row(cls, row: Row) -> Bucket:
+        return cls(row["name"], row["account_id"], row["owner_name"], row["region"],
+                   _ts(row["created"]), row["backend"])
 
 
 @dataclass
@@ -290,7 +301,7 @@ class Ingested:
 
 
 class S3Store:
-    def __init__(self, db: Database, blobs: BlobStore) -> None:
+    def __init__(self, db: Database, blobs: BlobBackends) -> None:
         self.db = db
         self.blobs = blobs
         db.migrate("s3", SCHEMA)
@@ -307,13 +318,40 @@ class S3Store:
 
     # ------------------------------------------------------------ bytes
 
-    async def ingest(self, pieces: AsyncIterable[bytes], algorithms: set[str]) -> Ingested:
-        """Stream `pieces` into a new durable blob, hashing as they pass.
+    def blobs_of(self, bucket: str | None) -> BlobStore:
+        """The store new blobs of `bucket` go to (local for None or a vanished bucket)."""
+        row = self.get_bucket(bucket) if bucket is not None else None
+        return self.blobs.store(row.backend if row is not None else None)
+
+    def writer_for(self, bucket: str) -> BlobWriter:
+        """A streaming writer into `bucket`'s store; it opens a temp file."""
+        return self.blobs_of(bucket).writer()
+
+    def copy_segments(self, segments: list[tuple[str, int]],
+                      bucket: str) -> list[tuple[str, int]]:
+        """New blobs with the bytes of `segments`, in `bucket`'s store (links or
+        server-side copies where they already are there); call off the event loop."""
+        target = self.get_bucket(bucket)
+        backend = target.backend if target is not None else None
+        made: list[tuple[str, int]] = []
+        try:
+            for blob_id, size in segments:
+                made.append((self.blobs.copy(blob_id, backend), size))
+        except BaseException:
+            self.discard([blob_id for blob_id, _ in made])
+            raise
+        return made
+
+    async def ingest(self, pieces: AsyncIterable[bytes], algorithms: set[str],
+                     bucket: str | None = None) -> Ingested:
+        """Stream `pieces` into a new durable blob in `bucket`'s store, hashing as they
+        pass.
 
         A body of up to SMALL_BODY bytes is gathered in memory first and written,
         fsynced and renamed by one worker-thread call; a larger one streams into a temp
         file opened off the event loop.
         """
+        blobs = self.blobs_of(bucket)
         md5 = hashlib.md5()
         hashers = {name: new_hasher(name) for name in algorithms}
         source = aiter(pieces)
@@ -328,10 +366,10 @@ class S3Store:
             if size > SMALL_BODY:
                 break
         else:
-            blob_id = await asyncio.to_thread(self.blobs.write, gathered)
+            blob_id = await asyncio.to_thread(blobs.write, gathered)
             digests = {name: hasher.digest() for name, hasher in hashers.items()}
             return Ingested(blob_id, size, md5.digest(), digests)
-        writer = await asyncio.to_thread(self.blobs.writer)
+        writer = await asyncio.to_thread(blobs.writer)
         try:
             for piece in gathered:
                 writer.write(piece)
@@ -358,10 +396,10 @@ class S3Store:
         """Insert the bucket; False if the name is taken."""
         with self._changing(bucket.name):
             changed = self.db.execute(
-                "INSERT INTO s3_buckets (name, account_id, owner_name, region, created) "
-                "VALUES (?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
+                "INSERT INTO s3_buckets (name, account_id, owner_name, region, created, "
+                "backend) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (name) DO NOTHING",
                 (bucket.name, bucket.account_id, bucket.owner_name, bucket.region,
-                 bucket.created.timestamp()),
+                 bucket.created.timestamp(), bucket.backend),
             )
         return changed == 1
 
@@ -374,9 +412,7 @@ class S3Store:
             pass
         generation = cache.generation
         row = self.db.one("SELECT * FROM s3_buckets WHERE name = ?", (name,))
-        bucket = None if row is None else Bucket(
-            row["name"], row["account_id"], row["owner_name"], row["region"],
-            _ts(row["created"]))
+        bucket = None if row is None else Bucket.from_row(row)
         cache.keep(generation, cache.buckets, name, bucket)
         return bucket
 
@@ -384,8 +420,7 @@ class S3Store:
         rows = self.db.query(
             "SELECT * FROM s3_buckets WHERE account_id = ? ORDER BY name", (account_id,)
         )
-        return [Bucket(r["name"], r["account_id"], r["owner_name"], r["region"],
-                       _ts(r["created"])) for r in rows]
+        return [Bucket.from_row(r) for r in rows]
 
     def bucket_is_empty(self, name: str) -> bool:
         """No objects, no versions, no delete markers: what DeleteBucket requires."""

@@ -35,7 +35,7 @@ from kobako.sagemaker.training import TrainingRunner
 from kobako.sagemaker.transform import TransformRunner
 from kobako.server.service import Handler, Service
 from kobako.spec import service_model
-from kobako.store.blobs import BlobStore
+from kobako.store.backends import open_blobs
 from kobako.store.db import Database
 
 __all__ = ["build"]
@@ -44,7 +44,7 @@ __all__ = ["build"]
 def build(config: Config, db: Database, logs_store: LogStore,
           runtime: Runtime | None = None, ledger: Ledger | None = None) -> list[Service]:
     store = SageMakerStore(db)
-    s3 = S3Store(db, BlobStore(config.data_dir / "s3", fsync=config.fsync))
+    s3 = S3Store(db, open_blobs(config))
     work = config.data_dir / "sagemaker"
     runtime = runtime or RuntimeSet(config.runtime, config.data_dir)
     capacity = Capacity(ledger or LocalLedger(Host.detect()))

@@ -75,7 +75,7 @@ def upload_file(store: S3Store, bucket: str, key: str, path: Path,
     """Store `path` as object `key`, durably (blob first, then the row)."""
     if store.get_bucket(bucket) is None:
         raise S3Missing(f"The specified bucket does not exist: {bucket}")
-    writer = store.blobs.writer()
+    writer = store.writer_for(bucket)
     md5 = hashlib.md5()
     try:
         with open(path, "rb") as source:

@@ -13,6 +13,10 @@ loss the rename itself might be lost, but so might the metadata row that refers 
 the directory would cost a journal commit per object without making an acknowledged
 PUT any more durable. What no crash can produce is a row pointing at a half-written
 blob: the bytes are fsynced before the rename, and the row is committed after it.
+
+`BlobStore` is the narrow interface the S3 store uses; `LocalBlobStore` is this
+directory, `kobako.store.remote.RemoteBlobStore` another S3 endpoint, and
+`kobako.store.backends.BlobBackends` routes a blob id to the store that holds it.
 """
 
 from __future__ import annotations
@@ -23,16 +27,67 @@ import re
 import secrets
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from types import TracebackType
+from typing import BinaryIO, Protocol
 
 _BLOB_ID = re.compile(r"[0-9a-f]{32}\Z")
 
 
-class BlobWriter:
+class BlobReader(Protocol):
+    """An open blob: read from where it was opened, then close (or use `with`)."""
+
+    def read(self, size: int = -1, /) -> bytes: ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> BlobReader: ...
+
+    def __exit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                 trace: TracebackType | None, /) -> None: ...
+
+
+class BlobWriter(Protocol):
+    """A blob being streamed in: `write` is cheap (a local file), `commit` makes it
+    durable and returns its id (call it off the event loop), `abort` drops it."""
+
+    size: int
+
+    def write(self, data: bytes) -> None: ...
+
+    def commit(self) -> str: ...
+
+    def abort(self) -> None: ...
+
+
+class BlobStore(Protocol):
+    """Where object bytes live, addressed by ids the store makes up (never by key).
+
+    Every method may block (disk or network): call them off the event loop, except
+    where a store is known to be local (`LocalBlobStore.read` of a small range).
+    """
+
+    def writer(self) -> BlobWriter: ...
+
+    def write(self, pieces: Iterable[bytes]) -> str: ...
+
+    def open(self, blob_id: str, offset: int = 0, length: int | None = None) -> BlobReader:
+        """The bytes from `offset`, `length` of them (None: to the end)."""
+        ...
+
+    def read(self, blob_id: str, offset: int, length: int) -> bytes: ...
+
+    def link(self, blob_id: str) -> str:
+        """A new blob with the same bytes, in this store, with a lifetime of its own."""
+        ...
+
+    def delete(self, blob_id: str) -> None: ...
+
+
+class LocalBlobWriter:
     """A blob being streamed to a temp file; create it off the event loop (it opens
     the file)."""
 
-    def __init__(self, store: BlobStore) -> None:
+    def __init__(self, store: LocalBlobStore) -> None:
         self._store = store
         self.blob_id = secrets.token_hex(16)
         self._tmp = store.tmp_path(self.blob_id)
@@ -58,7 +113,9 @@ class BlobWriter:
         self._tmp.unlink(missing_ok=True)
 
 
-class BlobStore:
+class LocalBlobStore:
+    """Blobs as files under `root` (the data directory's `s3/`)."""
+
     def __init__(self, root: Path, *, fsync: bool = True) -> None:
         self.root = root
         self.fsync = fsync
@@ -67,8 +124,8 @@ class BlobStore:
         for stale in (root / "tmp").iterdir():
             stale.unlink(missing_ok=True)
 
-    def writer(self) -> BlobWriter:
-        return BlobWriter(self)
+    def writer(self) -> LocalBlobWriter:
+        return LocalBlobWriter(self)
 
     def write(self, pieces: Iterable[bytes]) -> str:
         """A new durable blob holding `pieces`, in one call: create the temp file,
@@ -92,6 +149,11 @@ class BlobStore:
                 os.unlink(tmp)
             raise
         return blob_id
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Temp files in the making (emptied at startup)."""
+        return Path(self._tmp_dir)
 
     def tmp_path(self, blob_id: str) -> Path:
         return Path(self._tmp_dir) / blob_id
@@ -126,8 +188,12 @@ class BlobStore:
         os.link(self.path(blob_id), target)
         return new_id
 
-    def open(self, blob_id: str) -> BinaryIO:
-        return open(self._file(blob_id), "rb")
+    def open(self, blob_id: str, offset: int = 0, length: int | None = None) -> BinaryIO:
+        """The file, positioned at `offset`; the caller reads no more than it wants."""
+        handle = open(self._file(blob_id), "rb")  # noqa: SIM115 (the caller closes it)
+        if offset:
+            handle.seek(offset)
+        return handle
 
     def read(self, blob_id: str, offset: int, length: int) -> bytes:
         """`length` bytes at `offset` (fewer only if the file is shorter): one open and
