@@ -31,7 +31,7 @@ def have_chromium() -> str | None:
     try:
         subprocess.run(["apt-get", "update"], env=env, check=True, capture_output=True,
                        timeout=300)
-        subprocess.run(["apt-get", "install", "-y", "--no-install-recommends", "chromium"],
+        subprocess.run(["apt-get", "install", "-y", "chromium"],
                        env=env, check=True, capture_output=True, timeout=900)
     except (subprocess.SubprocessError, OSError) as error:
         return f"installing chromium with apt-get failed: {error}"

@@ -149,7 +149,10 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
     if decision == DENY:
         raise errors.access_denied()
     is_owner = bool(ctx.account_id) and ctx.account_id == bucket.account_id
-    settings = publicaccess.block_settings(store, bucket.name)
+    # Block Public Access is read only where it can change the answer (not on the
+    # owner's own requests, the hot path).
+    settings: dict[str, bool] = {} if is_owner else \
+        publicaccess.block_settings(store, bucket.name)
     if decision == ALLOW and not is_owner and settings.get("RestrictPublicBuckets") \
             and publicaccess.policy_is_public(policy):
         decision = NEUTRAL  # a public policy serves only the owner's account
@@ -164,9 +167,9 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
         if record is not None and object_owner != bucket.account_id:
             if ctx.account_id and ctx.account_id == object_owner:
                 return
+            ignore = publicaccess.block_settings(store, bucket.name).get("IgnorePublicAcls")
             if _granted(record.headers.get("ACL", []), ctx,
-                        OBJECT_PERMISSION.get(action, "FULL_CONTROL"),
-                        bool(settings.get("IgnorePublicAcls"))):
+                        OBJECT_PERMISSION.get(action, "FULL_CONTROL"), bool(ignore)):
                 return
             raise errors.access_denied()
     if is_owner or decision == ALLOW:
