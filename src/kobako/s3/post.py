@@ -260,8 +260,6 @@ class PostUploads:
                request: HttpRequest, acl: dict[str, Any]) -> HttpResponse:
         fields = form.fields
         key = fields["key"]
-        owner = self.s3.store.get_bucket(bucket)
-        assert owner is not None
         headers: dict[str, Any] = {
             "ContentType": fields.get("content-type") or form.content_type
             or "binary/octet-stream"}
