@@ -3,6 +3,9 @@
 The decision for a request: an explicit Deny in the bucket policy refuses it; the
 bucket owner's account is allowed; otherwise a policy Allow or an ACL grant must
 allow it. Without a policy or grants, only the owner gets in: secure by default.
+Block Public Access and Object Ownership (publicaccess.py) narrow this: public ACL
+grants ignored, a public policy's Allow kept to the owner's account, ACLs disabled, and
+an object another account owns readable only through its own ACL.
 """
 
 from __future__ import annotations
@@ -11,14 +14,12 @@ import json
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import errors, publicaccess
 from kobako.s3.identity import canonical_user_id
-from kobako.s3.policy import ALLOW, DENY, Principal, evaluate, parse_policy
+from kobako.s3.policy import ALLOW, DENY, NEUTRAL, Principal, evaluate, parse_policy
+from kobako.s3.publicaccess import ALL_USERS, AUTHENTICATED_USERS
 from kobako.s3.store import Bucket, ObjectRecord, S3Store
 from kobako.server.service import Handler, RequestContext
-
-ALL_USERS = "http://acs.amazonaws.com/groups/global/AllUsers"
-AUTHENTICATED_USERS = "http://acs.amazonaws.com/groups/global/AuthenticatedUsers"
 
 # The IAM action of each operation, where it is not simply "s3:" + its name.
 ACTIONS = {
@@ -44,6 +45,10 @@ ACTIONS = {
     "DeleteBucketLifecycle": "s3:PutLifecycleConfiguration",
     "PutObjectLockConfiguration": "s3:PutBucketObjectLockConfiguration",
     "GetObjectLockConfiguration": "s3:GetBucketObjectLockConfiguration",
+    "PutPublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "GetPublicAccessBlock": "s3:GetBucketPublicAccessBlock",
+    "DeletePublicAccessBlock": "s3:PutBucketPublicAccessBlock",
+    "DeleteBucketOwnershipControls": "s3:PutBucketOwnershipControls",
 }
 # Which ACL permission, on the bucket or on the object, lets a non-owner do an action.
 BUCKET_PERMISSION = {
@@ -78,25 +83,40 @@ def action_of(ctx: RequestContext) -> str:
     return ACTIONS.get(name, "s3:" + name)
 
 
-def canned_grants(acl: str | None, owner_account: str) -> list[dict[str, Any]]:
-    """The grant list of a canned ACL (x-amz-acl)."""
+def canned_grants(acl: str | None, owner_account: str,
+                  bucket_account: str | None = None) -> list[dict[str, Any]]:
+    """The grant list of a canned ACL (x-amz-acl); `bucket_account` is the bucket owner
+    where an object belongs to another account (bucket-owner-read/-full-control)."""
     if acl is None:
         acl = "private"
     if acl not in CANNED:
         raise errors.invalid_argument("Invalid canned ACL", "x-amz-acl", acl)
-    owner = {"Grantee": {"Type": "CanonicalUser", "ID": canonical_user_id(owner_account)},
-             "Permission": "FULL_CONTROL"}
-    return [owner] + [{"Grantee": {"Type": "Group", "URI": uri}, "Permission": permission}
-                      for uri, permission in CANNED[acl]]
+    grants = [_user_grant(owner_account, "FULL_CONTROL")]
+    grants += [{"Grantee": {"Type": "Group", "URI": uri}, "Permission": permission}
+               for uri, permission in CANNED[acl]]
+    if bucket_account and bucket_account != owner_account:
+        if acl == "bucket-owner-full-control":
+            grants.append(_user_grant(bucket_account, "FULL_CONTROL"))
+        elif acl == "bucket-owner-read":
+            grants.append(_user_grant(bucket_account, "READ"))
+    return grants
 
 
-def _granted(grants: list[dict[str, Any]], ctx: RequestContext, permission: str) -> bool:
+def _user_grant(account_id: str, permission: str) -> dict[str, Any]:
+    return {"Grantee": {"Type": "CanonicalUser", "ID": canonical_user_id(account_id)},
+            "Permission": permission}
+
+
+def _granted(grants: list[dict[str, Any]], ctx: RequestContext, permission: str,
+             ignore_public: bool = False) -> bool:
     me = canonical_user_id(ctx.account_id) if not ctx.anonymous else None
     for grant in grants:
         if grant.get("Permission") not in (permission, "FULL_CONTROL"):
             continue
         grantee = grant.get("Grantee", {})
         uri, grantee_id = grantee.get("URI"), grantee.get("ID")
+        if ignore_public and uri in (ALL_USERS, AUTHENTICATED_USERS):
+            continue  # IgnorePublicAcls
         if uri == ALL_USERS or (uri == AUTHENTICATED_USERS and not ctx.anonymous):
             return True
         if me is not None and grantee_id == me:
@@ -124,32 +144,138 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
     key = ctx.params.get("Key")
     resource = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key else "")
     who = Principal(ctx.account_id, ctx.credential.display_name)
-    decision = evaluate(store.get_config(bucket.name, "policy"), who, action, resource,
-                        _context_keys(ctx))
+    policy = store.get_config(bucket.name, "policy")
+    decision = evaluate(policy, who, action, resource, _context_keys(ctx))
     if decision == DENY:
         raise errors.access_denied()
-    if (ctx.account_id and ctx.account_id == bucket.account_id) or decision == ALLOW:
+    is_owner = bool(ctx.account_id) and ctx.account_id == bucket.account_id
+    # Block Public Access is read only where it can change the answer (not on the
+    # owner's own requests, the hot path).
+    settings: dict[str, bool] = {} if is_owner else \
+        publicaccess.block_settings(store, bucket.name)
+    if decision == ALLOW and not is_owner and settings.get("RestrictPublicBuckets") \
+            and publicaccess.policy_is_public(policy):
+        decision = NEUTRAL  # a public policy serves only the owner's account
+    ownership = publicaccess.object_ownership(store, bucket.name)
+    if key and action not in BUCKET_PERMISSION and ownership in (
+            publicaccess.WRITER, publicaccess.PREFERRED):
+        # An object another account wrote (and owns): neither the bucket owner nor the
+        # bucket policy's Allow reach it; its owner and its own ACL decide.
+        if record is None:
+            record = store.get_object(bucket.name, key)
+        object_owner = owner_account(record, bucket.account_id) if record else None
+        if record is not None and object_owner != bucket.account_id:
+            if ctx.account_id and ctx.account_id == object_owner:
+                return
+            ignore = publicaccess.block_settings(store, bucket.name).get("IgnorePublicAcls")
+            if _granted(record.headers.get("ACL", []), ctx,
+                        OBJECT_PERMISSION.get(action, "FULL_CONTROL"), bool(ignore)):
+                return
+            raise errors.access_denied()
+    if is_owner or decision == ALLOW:
         return
+    if ownership == publicaccess.ENFORCED:
+        raise errors.access_denied()  # ACLs are disabled: they grant nothing
+    ignore_public = bool(settings.get("IgnorePublicAcls"))
     permission = BUCKET_PERMISSION.get(action)
-    if permission and _granted(store.get_config(bucket.name, "acl") or [], ctx, permission):
+    if permission and _granted(store.get_config(bucket.name, "acl") or [], ctx, permission,
+                               ignore_public):
         return
     permission = OBJECT_PERMISSION.get(action)
     if permission and key:
         if record is None:
             record = store.get_object(bucket.name, key)
-        if record is not None and _granted(record.headers.get("ACL", []), ctx, permission):
+        if record is not None and _granted(record.headers.get("ACL", []), ctx, permission,
+                                           ignore_public):
             return
     raise errors.access_denied()
+
+
+def owner_account(record: ObjectRecord, bucket_account: str) -> str:
+    """Who owns an object: the account that wrote it where the bucket's Object Ownership
+    left it to the writer (stored as headers["Owner"]), else the bucket owner."""
+    owner = record.headers.get("Owner")
+    return str(owner["AccountId"]) if owner else bucket_account
+
+
+def object_acl(store: S3Store, ctx: RequestContext, bucket: Bucket,
+               params: dict[str, Any]) -> dict[str, Any]:
+    """The ownership and ACL headers an object write (PUT, copy, multipart, POST) stores.
+
+    Checks the requested ACL against Object Ownership and Block Public Access, and
+    decides who owns the new object: the bucket owner, or under ObjectWriter (and
+    BucketOwnerPreferred without bucket-owner-full-control) the account that writes it.
+    """
+    ownership = publicaccess.object_ownership(store, bucket.name)
+    canned = params.get("ACL")
+    writer = ctx.account_id or bucket.account_id
+    owner = bucket.account_id
+    if ownership == publicaccess.WRITER or (
+            ownership == publicaccess.PREFERRED and canned != "bucket-owner-full-control"):
+        owner = writer
+    out: dict[str, Any] = {}
+    if owner != bucket.account_id:
+        out["Owner"] = {"AccountId": owner, "DisplayName": ctx.credential.display_name}
+    if not _names_acl(params):
+        if owner != bucket.account_id:
+            out["ACL"] = canned_grants(None, owner)
+        return out
+    grants = _grants_from(params, owner, bucket.account_id)
+    publicaccess.check_acl_write(store, bucket.name, bucket.account_id, canned, grants)
+    if ownership != publicaccess.ENFORCED:
+        out["ACL"] = grants
+    return out
 
 
 def _owner(account_id: str, name: str) -> dict[str, str]:
     return {"ID": canonical_user_id(account_id), "DisplayName": name}
 
 
-def _grants_from(params: dict[str, Any], owner_account: str) -> list[dict[str, Any]]:
+# The x-amz-grant-* headers, by parameter name, and the permission each grants.
+GRANT_HEADERS = {"GrantRead": "READ", "GrantWrite": "WRITE", "GrantReadACP": "READ_ACP",
+                 "GrantWriteACP": "WRITE_ACP", "GrantFullControl": "FULL_CONTROL"}
+_GRANTEE_TYPES = {"id": ("CanonicalUser", "ID"), "uri": ("Group", "URI"),
+                  "emailaddress": ("AmazonCustomerByEmail", "EmailAddress")}
+
+
+def _names_acl(params: dict[str, Any]) -> bool:
+    return bool(params.get("ACL") or params.get("AccessControlPolicy")
+                or any(params.get(name) for name in GRANT_HEADERS))
+
+
+def requested_grants(params: dict[str, Any], owner_account: str) -> list[dict[str, Any]] | None:
+    """The ACL a request names (canned, x-amz-grant-* headers or XML), or None."""
+    return _grants_from(params, owner_account) if _names_acl(params) else None
+
+
+def _header_grants(params: dict[str, Any]) -> list[dict[str, Any]]:
+    """x-amz-grant-read: id="...", uri="..." and friends, as a grant list."""
+    grants = []
+    for name, permission in GRANT_HEADERS.items():
+        for item in str(params.get(name) or "").split(","):
+            if not item.strip():
+                continue
+            kind, _, value = item.strip().partition("=")
+            found = _GRANTEE_TYPES.get(kind.strip().lower())
+            if found is None or not value.strip().strip('"'):
+                raise errors.invalid_argument("Argument format not recognized",
+                                              f"x-amz-{name.lower()}", item.strip())
+            grants.append({"Grantee": {"Type": found[0], found[1]: value.strip().strip('"')},
+                           "Permission": permission})
+    return grants
+
+
+def _grants_from(params: dict[str, Any], owner_account: str,
+                 bucket_account: str | None = None) -> list[dict[str, Any]]:
     policy = params.get("AccessControlPolicy")
+    headers = _header_grants(params)
+    if headers:
+        if params.get("ACL"):
+            raise AwsError("InvalidRequest", "Specifying both Canned ACLs and Header Grants "
+                           "is not allowed", 400)
+        return headers
     if params.get("ACL") or not policy:
-        return canned_grants(params.get("ACL"), owner_account)
+        return canned_grants(params.get("ACL"), owner_account, bucket_account)
     grants = []
     for grant in policy.get("Grants") or []:
         grantee = grant.get("Grantee") or {}
@@ -157,7 +283,7 @@ def _grants_from(params: dict[str, Any], owner_account: str) -> list[dict[str, A
                                            "FULL_CONTROL"):
             raise AwsError("MalformedACLError", "The XML you provided was not well-formed "
                            "or did not validate against our published schema", 400)
-        kept = {k: grantee[k] for k in ("Type", "ID", "URI") if grantee.get(k)}
+        kept = {k: grantee[k] for k in ("Type", "ID", "URI", "EmailAddress") if grantee.get(k)}
         grants.append({"Grantee": kept, "Permission": grant["Permission"]})
     return grants
 
@@ -171,8 +297,11 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
 
     async def put_bucket_policy(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
-        store.set_config(bucket.name, "policy", parse_policy(params.get("Policy") or "",
-                                                             bucket.name))
+        policy = parse_policy(params.get("Policy") or "", bucket.name)
+        if publicaccess.block_settings(store, bucket.name).get("BlockPublicPolicy") \
+                and publicaccess.policy_is_public(policy):
+            raise publicaccess.public_policy_blocked(ctx, bucket.name)
+        store.set_config(bucket.name, "policy", policy)
         return {"__status": 204}
 
     async def get_bucket_policy(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -192,21 +321,38 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
 
     async def put_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
-        store.set_config(bucket.name, "acl", _grants_from(params, bucket.account_id))
+        grants = _grants_from(params, bucket.account_id)
+        publicaccess.check_acl_write(store, bucket.name, bucket.account_id, params.get("ACL"),
+                                     grants)
+        store.set_config(bucket.name, "acl", grants)
         return {}
 
     async def get_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
-        grants = store.get_config(bucket.name, "acl") or canned_grants(None, bucket.account_id)
+        grants = store.get_config(bucket.name, "acl")
+        if not grants or publicaccess.acls_disabled(store, bucket.name):
+            grants = canned_grants(None, bucket.account_id)
         return {"Owner": _owner(bucket.account_id, bucket.owner_name),
                 "Grants": _grant_view(grants)}
+
+    def object_owner(record: ObjectRecord, bucket: Bucket) -> tuple[str, str]:
+        """(account, display name) of an object's owner; the bucket owner where ACLs
+        are disabled, since BucketOwnerEnforced makes it the owner of every object."""
+        owner = record.headers.get("Owner")
+        if not owner or publicaccess.acls_disabled(store, bucket.name):
+            return bucket.account_id, bucket.owner_name
+        return str(owner["AccountId"]), str(owner["DisplayName"])
 
     async def put_object_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         record = s3.object(ctx, params["Bucket"], params["Key"])
         bucket = store.get_bucket(record.bucket)
         assert bucket is not None
+        owner, _ = object_owner(record, bucket)
+        grants = _grants_from(params, owner, bucket.account_id)
+        publicaccess.check_acl_write(store, bucket.name, bucket.account_id, params.get("ACL"),
+                                     grants)
         headers = dict(record.headers)
-        headers["ACL"] = _grants_from(params, bucket.account_id)
+        headers["ACL"] = grants
         store.set_object_headers(record.bucket, record.key, headers)
         return {}
 
@@ -214,9 +360,11 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
         bucket = store.get_bucket(record.bucket)
         assert bucket is not None
-        grants = record.headers.get("ACL") or canned_grants(None, bucket.account_id)
-        return {"Owner": _owner(bucket.account_id, bucket.owner_name),
-                "Grants": _grant_view(grants)}
+        owner, name = object_owner(record, bucket)
+        grants = record.headers.get("ACL")
+        if not grants or publicaccess.acls_disabled(store, bucket.name):
+            grants = canned_grants(None, owner)
+        return {"Owner": _owner(owner, name), "Grants": _grant_view(grants)}
 
     return {
         "PutBucketPolicy": put_bucket_policy,

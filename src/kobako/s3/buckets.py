@@ -8,8 +8,8 @@ from typing import Any
 from kobako.protocol.codecs import XML_DECLARATION
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpResponse
-from kobako.s3 import errors, lock
-from kobako.s3.access import canned_grants
+from kobako.s3 import errors, lock, publicaccess
+from kobako.s3.access import requested_grants
 from kobako.s3.backend import S3Backend, canonical_user_id
 from kobako.s3.names import check_bucket_name
 from kobako.s3.store import Bucket, now
@@ -50,7 +50,15 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         if ctx.anonymous:
             raise errors.access_denied()
         check_bucket_name(name)
-        grants = canned_grants(params["ACL"], ctx.account_id) if params.get("ACL") else None
+        grants = requested_grants(params, ctx.account_id)
+        ownership = params.get("ObjectOwnership")
+        if ownership is not None and ownership not in publicaccess.OWNERSHIPS:
+            raise errors.invalid_argument("Invalid x-amz-object-ownership header",
+                                          "x-amz-object-ownership", str(ownership))
+        if ownership == publicaccess.ENFORCED and grants is not None and not (
+                params["ACL"] in publicaccess.OWNER_ONLY_CANNED if params.get("ACL")
+                else publicaccess.owner_only(grants, ctx.account_id)):
+            raise publicaccess.invalid_acl_with_ownership()
         config = params.get("CreateBucketConfiguration") or {}
         constraint = config.get("LocationConstraint")
         # A configured data backend's name puts the bucket's bytes there (kobako's own
@@ -78,6 +86,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                            "name and try again.", 409, fields={"BucketName": name})
         if grants is not None:
             s3.store.set_config(name, "acl", grants)
+        if ownership is not None:
+            s3.store.set_config(name, "ownership", ownership)
         if params.get("ObjectLockEnabledForBucket"):
             lock.enable_on_create(s3.store, name)
         return {"Location": f"/{name}",

@@ -9,6 +9,7 @@ from typing import Any
 
 from kobako.protocol.errors import AwsError
 from kobako.s3 import errors, lock
+from kobako.s3.access import object_acl
 from kobako.s3.backend import S3Backend, canonical_user_id, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS, composite_checksum, multipart_etag
 from kobako.s3.names import check_key
@@ -40,7 +41,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
 
     async def create(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket, key = params["Bucket"], params["Key"]
-        s3.bucket(ctx, bucket)
+        owner = s3.bucket(ctx, bucket)
         check_key(key)
         algorithm = params.get("ChecksumAlgorithm")
         if algorithm and algorithm.upper() not in ALGORITHMS:
@@ -48,6 +49,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                                           "x-amz-checksum-algorithm", algorithm)
         headers = content_headers(params) | (
             {"Tags": tags} if (tags := tags_from_header(params.get("Tagging"))) else {})
+        headers.update(object_acl(s3.store, ctx, owner, params))
         lock.stamp(s3.store, bucket, params, headers)
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(secrets.token_bytes(48)).decode(),

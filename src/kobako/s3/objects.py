@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from kobako.protocol.errors import AwsError
 from kobako.s3 import errors, lifecycle, lock
-from kobako.s3.access import canned_grants
+from kobako.s3.access import object_acl
 from kobako.s3.backend import S3Backend, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS
 from kobako.s3.names import check_key
@@ -94,7 +94,7 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
             out[name] = datetime.fromisoformat(value)
         elif name == "Tags":
             out["TagCount"] = len(value) or None
-        elif name not in ("Metadata", "Lock"):
+        elif name not in ("Metadata", "Lock", "ACL", "Owner"):
             out[name] = value
     if record.headers.get("Metadata"):
         out["Metadata"] = record.headers["Metadata"]
@@ -128,8 +128,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         tags = tags_from_header(params.get("Tagging"))
         if tags:
             headers["Tags"] = tags
-        if params.get("ACL"):
-            headers["ACL"] = canned_grants(params["ACL"], owner.account_id)
+        headers.update(object_acl(s3.store, ctx, owner, params))
         lock.stamp(s3.store, bucket, params, headers)
         _check_write_conditions(s3, bucket, key, params)
         trailer = ctx.request.headers.get("x-amz-trailer", "")
@@ -251,7 +250,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes.", 400)
         headers = content_headers(params) if directive == "REPLACE" else {
-            k: v for k, v in source.headers.items() if k not in ("Tags", "Lock")}
+            k: v for k, v in source.headers.items() if k not in ("Tags", "Lock", "ACL", "Owner")}
         tagging_directive = params.get("TaggingDirective", "COPY")
         if tagging_directive not in ("COPY", "REPLACE"):
             raise errors.invalid_argument("Unknown tagging directive.",
@@ -260,8 +259,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             else source.headers.get("Tags", [])
         if tags:
             headers["Tags"] = tags
-        if params.get("ACL"):
-            headers["ACL"] = canned_grants(params["ACL"], target.account_id)
+        headers.update(object_acl(s3.store, ctx, target, params))
         lock.stamp(s3.store, bucket, params, headers)
         algorithm = params.get("ChecksumAlgorithm")
         checksums = dict(source.checksums)

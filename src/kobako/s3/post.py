@@ -25,7 +25,7 @@ from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpRequest, HttpResponse
 from kobako.protocol.sigv4 import Credential
 from kobako.s3 import errors, lock
-from kobako.s3.access import authorize, canned_grants
+from kobako.s3.access import authorize, object_acl
 from kobako.s3.backend import S3Backend
 from kobako.s3.names import check_key
 from kobako.s3.store import ObjectRecord, now
@@ -229,7 +229,7 @@ class PostUploads:
                 state["writer"].abort()
             raise
         return self._store(bucket_name, form, blob_id, state["writer"].size,
-                           state["md5"].hexdigest(), request)
+                           state["md5"].hexdigest(), request, state["ctx"].params["__acl"])
 
     def _authorize(self, request: HttpRequest, bucket: str, form: _Form) -> RequestContext:
         fields = form.fields
@@ -252,14 +252,14 @@ class PostUploads:
         record = self.s3.store.get_bucket(bucket)
         assert record is not None
         authorize(self.s3.store, ctx, record)
+        # Ownership and ACL (the form's `acl` field) are settled before any byte is stored.
+        ctx.params["__acl"] = object_acl(self.s3.store, ctx, record, {"ACL": fields.get("acl")})
         return ctx
 
     def _store(self, bucket: str, form: _Form, blob_id: str, size: int, md5: str,
-               request: HttpRequest) -> HttpResponse:
+               request: HttpRequest, acl: dict[str, Any]) -> HttpResponse:
         fields = form.fields
         key = fields["key"]
-        owner = self.s3.store.get_bucket(bucket)
-        assert owner is not None
         headers: dict[str, Any] = {
             "ContentType": fields.get("content-type") or form.content_type
             or "binary/octet-stream"}
@@ -272,8 +272,7 @@ class PostUploads:
                 if k.startswith("x-amz-meta-")}
         if meta:
             headers["Metadata"] = meta
-        if fields.get("acl"):
-            headers["ACL"] = canned_grants(fields["acl"], owner.account_id)
+        headers.update(acl)
         lock.stamp(self.s3.store, bucket, {}, headers)  # the bucket's default retention
         record = ObjectRecord(bucket=bucket, key=key, size=size, etag=f'"{md5}"',
                               last_modified=now(), storage_class="STANDARD",

@@ -18,6 +18,7 @@ from kobako.s3 import (
     multipart,
     objects,
     post,
+    publicaccess,
     tagging,
     versioning,
 )
@@ -88,7 +89,7 @@ def build(config: Config, db: Database) -> Service:
     backend = S3Backend(store)
     handlers = {}
     for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access,
-                   lock, lifecycle):
+                   lock, lifecycle, publicaccess):
         handlers.update(module.build_handlers(backend))
     rewrite = virtual_host_path(config.hostnames)
     browser = cors.Cors(backend)
