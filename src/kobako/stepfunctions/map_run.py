@@ -35,7 +35,13 @@ from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.executions import Executions
 from kobako.stepfunctions.item_reader import batches, read_items
 from kobako.stepfunctions.map_run_store import MapRunStore, zero_counts
-from kobako.stepfunctions.result_writer import ChildResult, write
+from kobako.stepfunctions.result_writer import (
+    ChildResult,
+    WriterConfig,
+    exports,
+    preview,
+    write,
+)
 from kobako.stepfunctions.s3_objects import S3Objects
 
 _FAILED = {"FAILED": "failed", "TIMED_OUT": "timedOut", "ABORTED": "aborted"}
@@ -98,10 +104,14 @@ class MapRuns:
             results, outputs = await self._dispatch(interpreter, live, plan)
             failed = live.exceeded()
             output: Any = outputs
-            if "ResultWriter" in state:
-                params = self._render(state["ResultWriter"], data, frame, states)
+            writer = state.get("ResultWriter")
+            if isinstance(writer, dict) and not exports(writer):
+                output = preview(writer, results)
+            elif isinstance(writer, dict):
+                params = self._render(writer, data, frame, states)
                 output = await write(self.s3, params, live.arn, results,
-                                     interpreter.region, interpreter.account_id)
+                                     interpreter.region, interpreter.account_id,
+                                     WriterConfig.of(writer, "NONE"))
                 live.items["resultsWritten"] = live.items["succeeded"] + \
                     live.items["failed"] + live.items["timedOut"] + live.items["aborted"]
                 live.executions["resultsWritten"] = len(
