@@ -421,7 +421,7 @@ class Interpreter(TaskStates):
                     await self.clock.sleep(delay)
                     continue
                 for catcher in state.get("Catch", []):
-                    if errors.matches(catcher["ErrorEquals"], exc.error):
+                    if errors.matches(catcher["ErrorEquals"], exc.error, exc.heartbeat):
                         failure = {"Error": exc.error, "Cause": exc.cause}
                         if jsonata:
                             states.pop("result", None)
@@ -437,7 +437,7 @@ class Interpreter(TaskStates):
     def _retry_delay(self, state: dict[str, Any], exc: StatesError,
                      attempts: list[int]) -> float | None:
         for index, retrier in enumerate(state.get("Retry", [])):
-            if not errors.matches(retrier["ErrorEquals"], exc.error):
+            if not errors.matches(retrier["ErrorEquals"], exc.error, exc.heartbeat):
                 continue
             if attempts[index] >= int(retrier.get("MaxAttempts", 3)):
                 return None
@@ -461,7 +461,7 @@ class Interpreter(TaskStates):
             try:
                 parameters = template.render(state["Parameters"], effective, ctx) \
                     if "Parameters" in state else effective
-                return await self._task(name, state, parameters, frame, token)
+                return await self._task(name, state, parameters, frame, token, effective)
             finally:
                 ctx.pop("Task", None)
                 if token is not None and self.tokens is not None:

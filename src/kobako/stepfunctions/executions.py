@@ -301,9 +301,9 @@ class Executions:
                               self.clock.now(), output=text)
 
     def _close(self, arn: str, status: str, event: str, error: str, cause: str) -> None:
-        details = {"error": error, "cause": cause}
+        details = {"error": error, "cause": cause} if cause else {"error": error}
         self.store.finish(arn, status, event, details, self.clock.now(),
-                          error=error, cause=cause)
+                          error=error, cause=cause or None)
 
     # ---------------------------------------------------------------- integration
 
