@@ -38,6 +38,7 @@ class Cursor:
     deadline: float | None = None  # a Wait state's wake-up time, once computed
     variables: dict[str, Any] | None = None  # the run's workflow variables (Assign)
     task: dict[str, Any] | None = None  # a Task attempt's progress (see task_state)
+    redriven: bool = False  # RedriveExecution re-runs this state (a Map Run is redriven)
 
     def to_json(self) -> str:
         raw = {"state": self.state, "input": self.input, "entered": self.entered,
@@ -46,13 +47,15 @@ class Cursor:
             raw["variables"] = self.variables
         if self.task:
             raw["task"] = self.task
+        if self.redriven:
+            raw["redriven"] = True
         return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> Cursor:
         raw = json.loads(text)
         return cls(raw["state"], raw["input"], raw.get("entered"), raw.get("deadline"),
-                   raw.get("variables"), raw.get("task"))
+                   raw.get("variables"), raw.get("task"), bool(raw.get("redriven")))
 
 
 class Recorder(Protocol):
