@@ -20,7 +20,7 @@ from typing import Any
 from kobako.protocol.errors import AwsError
 from kobako.spec import service_model
 from kobako.stepfunctions.errors import RUNTIME, TASK_FAILED, StatesError
-from kobako.stepfunctions.inprocess import Peer, from_model, to_model
+from kobako.stepfunctions.inprocess import Peer, from_model, sdk_v1_cause, to_model
 from kobako.stepfunctions.integrations import Integrations, TaskCall, stop_reason
 
 SUBMIT = "arn:aws:states:::batch:submitJob"
@@ -98,5 +98,5 @@ def _exception(code: str) -> str:
 
 
 def _cause(exc: AwsError) -> str:
-    return f"{exc.message} (Service: AWSBatch, Status Code: {exc.status}, " \
-        f"Error Code: {exc.code})"
+    """The error as the optimized integration's Java SDK words it."""
+    return sdk_v1_cause(exc, "AWSBatch")

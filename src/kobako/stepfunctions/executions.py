@@ -286,8 +286,8 @@ class Executions:
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-            self._close(arn, "TIMED_OUT", "ExecutionTimedOut", errors.TIMEOUT,
-                        "The execution timed out.")
+            # AWS reports a machine's TimeoutSeconds with no error or cause at all.
+            self.store.finish(arn, "TIMED_OUT", "ExecutionTimedOut", None, self.clock.now())
             return
         timer.cancel()
         with contextlib.suppress(StatesError):

@@ -21,7 +21,7 @@ from typing import Any
 from kobako.protocol.errors import AwsError
 from kobako.spec import Shape, service_model
 from kobako.stepfunctions.errors import RUNTIME, TASK_FAILED, StatesError
-from kobako.stepfunctions.inprocess import Peer, to_model
+from kobako.stepfunctions.inprocess import Peer, sdk_v1_cause, to_model
 from kobako.stepfunctions.integrations import Integrations, TaskCall, stop_reason
 
 PREFIX = "arn:aws:states:::sagemaker:"
@@ -50,8 +50,8 @@ class SageMakerTasks:
             return await self.peer.call(operation, params, call.region, call.account_id)
         except AwsError as exc:
             code = exc.code if exc.code.endswith("Exception") else exc.code + "Exception"
-            raise StatesError(f"SageMaker.{code}", f"{exc.message} (Service: AmazonSageMaker; "
-                              f"Status Code: {exc.status}; Error Code: {exc.code})") from None
+            raise StatesError(f"SageMaker.{code}",
+                              sdk_v1_cause(exc, "AmazonSageMaker")) from None
 
     async def _create(self, action: str, call: TaskCall) -> tuple[str, Any]:
         if not isinstance(call.parameters, dict):
