@@ -47,3 +47,13 @@ def task(resource: str, parameters: dict[str, Any] | None = None,
     if parameters is not None:
         state["Parameters"] = parameters
     return {"StartAt": "T", "States": {"T": state}}
+
+
+def dmap(processor_states: dict[str, Any], start: str, kind: str = "STANDARD",
+         **fields: Any) -> dict[str, Any]:
+    """A machine of one distributed Map state."""
+    return {"StartAt": "M", "States": {"M": {
+        "Type": "Map", "End": True,
+        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": kind},
+                          "StartAt": start, "States": processor_states},
+        **fields}}}

@@ -184,6 +184,11 @@ def test_execution_timeout(sfn: Any) -> None:
         "W": {"Type": "Wait", "Seconds": 30, "End": True}}})
     done = wait_done(sfn, sfn.start_execution(stateMachineArn=arn)["executionArn"], 5)
     assert done["status"] == "TIMED_OUT"
+    assert "error" not in done and "cause" not in done  # as AWS's DescribeExecution
+    assert done["redriveStatus"] == "REDRIVABLE"
+    last = sfn.get_execution_history(executionArn=done["executionArn"])["events"][-1]
+    assert last["type"] == "ExecutionTimedOut"
+    assert "executionTimedOutEventDetails" not in last
 
 
 def test_wait_survives_kill_9(tmp_path: Path) -> None:

@@ -104,11 +104,38 @@ def test_heartbeat_timeout(sfn: Any, s3: Any, bucket: str) -> None:
         sfn.send_task_heartbeat(taskToken=sent["token"])
     assert sfn.describe_execution(executionArn=execution)["status"] == "RUNNING"
     done = wait_done(sfn, execution, 5)
-    assert (done["status"], done["error"]) == ("FAILED", "States.HeartbeatTimeout")
-    assert history(sfn, execution)[-2]["type"] == "TaskTimedOut"
+    # AWS's history names a missed heartbeat States.Timeout, with no cause.
+    assert (done["status"], done["error"]) == ("FAILED", "States.Timeout")
+    assert "cause" not in done
+    timed_out = history(sfn, execution)[-2]
+    assert timed_out["type"] == "TaskTimedOut"
+    assert timed_out["taskTimedOutEventDetails"] == {
+        "resourceType": "aws-sdk", "resource": "s3:putObject.waitForTaskToken",
+        "error": "States.Timeout"}
+    assert history(sfn, execution)[-1]["executionFailedEventDetails"] == {
+        "error": "States.Timeout"}
     with pytest.raises(ClientError) as exc:
         sfn.send_task_heartbeat(taskToken=sent["token"])
     assert exc.value.response["Error"]["Code"] == "TaskTimedOut"
+
+
+def test_heartbeat_timeout_is_caught_as_heartbeat_timeout(sfn: Any, s3: Any,
+                                                          bucket: str) -> None:
+    """AWS documents States.HeartbeatTimeout as usable in Retry and Catch only."""
+    task = json.loads(sfn.describe_state_machine(stateMachineArn=token_machine(
+        sfn, bucket))["definition"])["States"]["T"]
+    del task["End"]
+    caught = machine(sfn, {"StartAt": "T", "States": {
+        "T": {**task, "HeartbeatSecondsPath": "$.beat", "Next": "Done",
+              "Catch": [{"ErrorEquals": ["States.HeartbeatTimeout"], "Next": "Done"}]},
+        "Done": {"Type": "Pass", "End": True}}})
+    execution = sfn.start_execution(stateMachineArn=caught,
+                                    input='{"n": 1, "beat": 1}')["executionArn"]
+    done = wait_done(sfn, execution, 5)
+    assert done["status"] == "SUCCEEDED", (done.get("error"), done.get("cause"))
+    assert json.loads(done["output"])["Error"] == "States.Timeout"
+    scheduled = history(sfn, execution)[2]["taskScheduledEventDetails"]
+    assert scheduled["heartbeatInSeconds"] == 1
 
 
 def test_activity_crud(sfn: Any) -> None:
@@ -166,8 +193,10 @@ def test_activity_heartbeat_timeout_and_queued_task(sfn: Any) -> None:
     task = sfn.get_activity_task(activityArn=activity)  # queued before the poll
     assert json.loads(task["input"]) == {"q": 1}
     done = wait_done(sfn, execution, 5)
-    assert (done["status"], done["error"]) == ("FAILED", "States.HeartbeatTimeout")
-    assert history(sfn, execution)[-2]["type"] == "ActivityTimedOut"
+    assert (done["status"], done["error"]) == ("FAILED", "States.Timeout")
+    timed_out = history(sfn, execution)[-2]
+    assert timed_out["type"] == "ActivityTimedOut"
+    assert timed_out["activityTimedOutEventDetails"] == {"error": "States.Timeout"}
 
 
 def test_activity_that_does_not_exist_fails(sfn: Any) -> None:

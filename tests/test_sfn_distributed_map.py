@@ -11,7 +11,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server
-from sfn_helpers import machine, run, wait_done
+from sfn_helpers import dmap, machine, run, wait_done
 
 GET = "arn:aws:states:::s3:getObject"
 LIST = "arn:aws:states:::s3:listObjectsV2"
@@ -20,16 +20,6 @@ LIST = "arn:aws:states:::s3:listObjectsV2"
 @pytest.fixture
 def sfn(server: Server) -> Any:
     return server.client("stepfunctions")
-
-
-def dmap(processor_states: dict[str, Any], start: str, kind: str = "STANDARD",
-         **fields: Any) -> dict[str, Any]:
-    """A machine of one distributed Map state."""
-    return {"StartAt": "M", "States": {"M": {
-        "Type": "Map", "End": True,
-        "ItemProcessor": {"ProcessorConfig": {"Mode": "DISTRIBUTED", "ExecutionType": kind},
-                          "StartAt": start, "States": processor_states},
-        **fields}}}
 
 
 PASS = {"P": {"Type": "Pass", "End": True}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -76,6 +77,9 @@ def test_batch_submit_errors_are_named(sfn: Any, env: Env) -> None:
                                   "JobDefinition": "no-such-def"}))
     assert (done["status"], done["error"]) == ("FAILED", "Batch.ClientException")
     assert "no-such-def" in done["cause"]
+    # The optimized integration's Java SDK wording.
+    assert re.search(r" \(Service: AWSBatch; Status Code: 400; Error Code: ClientException; "
+                     r"Request ID: [0-9a-f-]{36}; Proxy: null\)$", done["cause"]), done["cause"]
 
 
 def test_s3_sdk_put_get_list_delete(sfn: Any, bucket: str, s3: Any) -> None:

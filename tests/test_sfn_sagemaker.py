@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from typing import Any
 
 import pytest
@@ -52,3 +53,19 @@ def test_training_failure_and_plain_create(sfn: Any, s3: Any, bucket: str) -> No
     assert json.loads(done["output"])["TrainingJobArn"].endswith(f"training-job/{plain}")
     again = run(sfn, task(TRAIN, job_request(bucket, plain, source)), None, 30)
     assert (again["status"], again["error"]) == ("FAILED", "SageMaker.ResourceInUseException")
+
+
+def test_sync_timeout_stops_the_training_job(sfn: Any, server: Server, s3: Any,
+                                             bucket: str) -> None:
+    source = stage(s3, bucket)
+    name = unique("sfn-slow")
+    done = run(sfn, task(TRAIN + ".sync", job_request(bucket, name, source, mode="sleep"),
+                         TimeoutSeconds=3), None, 30)
+    assert (done["status"], done["error"]) == ("FAILED", "States.Timeout")
+    sagemaker = server.client("sagemaker")
+    end = time.monotonic() + 15
+    while (status := sagemaker.describe_training_job(TrainingJobName=name)[
+            "TrainingJobStatus"]) not in ("Stopped", "Completed", "Failed"):
+        assert time.monotonic() < end, status
+        time.sleep(0.1)
+    assert status == "Stopped"

@@ -12,6 +12,7 @@ from typing import Any
 
 from kobako.stepfunctions import choice, intrinsics, jsonata_ql, paths
 from kobako.stepfunctions.errors import ALL
+from kobako.stepfunctions.result_writer import OUTPUT_TYPES, TRANSFORMATIONS
 
 COMMON = {"Type", "Comment", "QueryLanguage"}
 IO = {"InputPath", "OutputPath"}
@@ -490,15 +491,44 @@ def _distributed(state: dict[str, Any], config: dict[str, Any], where: str, at: 
                 if key in batcher and jsonata_ql.expression(batcher[key]) is None:
                     _positive_int(batcher[key], f"{at}/ItemBatcher/{key}", problems)
     writer = state.get("ResultWriter")
-    if writer is not None and (not isinstance(writer, dict) or
-                               writer.get("Resource") != "arn:aws:states:::s3:putObject"):
-        problems.append(f"SCHEMA_VALIDATION_FAILED: The ResultWriter's 'Resource' must be "
-                        f"arn:aws:states:::s3:putObject at {at}/ResultWriter/Resource")
+    if writer is not None:
+        _result_writer(writer, f"{at}/ResultWriter", problems)
     label = state.get("Label")
     if label is not None and (not isinstance(label, str) or not 1 <= len(label) <= 40 or
                               any(c in label for c in ' <>{}[]?*"#%\\^|~`$&,;:/')):
         problems.append(f"SCHEMA_VALIDATION_FAILED: 'Label' must be 1-40 characters without "
                         f"special characters at {at}/Label")
+
+
+def _result_writer(writer: Any, at: str, problems: list[str]) -> None:
+    """Resource with Parameters (or Arguments), a WriterConfig, or both (AWS's combinations)."""
+    if not isinstance(writer, dict) or not writer:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The ResultWriter must name a Resource or "
+                        f"a WriterConfig at {at}")
+        return
+    config = writer.get("WriterConfig")
+    if "Resource" not in writer and config is None:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The ResultWriter needs a Resource with "
+                        f"Parameters, a WriterConfig, or both at {at}")
+    if "Resource" in writer and writer["Resource"] != "arn:aws:states:::s3:putObject":
+        problems.append(f"SCHEMA_VALIDATION_FAILED: The ResultWriter's 'Resource' must be "
+                        f"arn:aws:states:::s3:putObject at {at}/Resource")
+    if config is None:
+        return
+    if not isinstance(config, dict):
+        problems.append(f"SCHEMA_VALIDATION_FAILED: 'WriterConfig' must be an object at "
+                        f"{at}/WriterConfig")
+        return
+    for key, allowed in (("Transformation", TRANSFORMATIONS), ("OutputType", OUTPUT_TYPES)):
+        if key not in config:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: The field '{key}' is required at "
+                            f"{at}/WriterConfig")
+        elif config[key] not in allowed:
+            problems.append(f"SCHEMA_VALIDATION_FAILED: '{key}' must be one of "
+                            f"{', '.join(allowed)} at {at}/WriterConfig/{key}")
+    for key in set(config) - {"Transformation", "OutputType"}:
+        problems.append(f"SCHEMA_VALIDATION_FAILED: Field '{key}' is not supported at "
+                        f"{at}/WriterConfig/{key}")
 
 
 _CHECKS = {"Task": _task, "Choice": _choice, "Wait": _wait, "Fail": _fail,

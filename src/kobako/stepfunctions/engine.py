@@ -38,6 +38,7 @@ class Cursor:
     deadline: float | None = None  # a Wait state's wake-up time, once computed
     variables: dict[str, Any] | None = None  # the run's workflow variables (Assign)
     task: dict[str, Any] | None = None  # a Task attempt's progress (see task_state)
+    redriven: bool = False  # RedriveExecution re-runs this state (a Map Run is redriven)
 
     def to_json(self) -> str:
         raw = {"state": self.state, "input": self.input, "entered": self.entered,
@@ -46,13 +47,15 @@ class Cursor:
             raw["variables"] = self.variables
         if self.task:
             raw["task"] = self.task
+        if self.redriven:
+            raw["redriven"] = True
         return json.dumps(raw)
 
     @classmethod
     def from_json(cls, text: str) -> Cursor:
         raw = json.loads(text)
         return cls(raw["state"], raw["input"], raw.get("entered"), raw.get("deadline"),
-                   raw.get("variables"), raw.get("task"))
+                   raw.get("variables"), raw.get("task"), bool(raw.get("redriven")))
 
 
 class Recorder(Protocol):
@@ -421,7 +424,7 @@ class Interpreter(TaskStates):
                     await self.clock.sleep(delay)
                     continue
                 for catcher in state.get("Catch", []):
-                    if errors.matches(catcher["ErrorEquals"], exc.error):
+                    if errors.matches(catcher["ErrorEquals"], exc.error, exc.heartbeat):
                         failure = {"Error": exc.error, "Cause": exc.cause}
                         if jsonata:
                             states.pop("result", None)
@@ -437,7 +440,7 @@ class Interpreter(TaskStates):
     def _retry_delay(self, state: dict[str, Any], exc: StatesError,
                      attempts: list[int]) -> float | None:
         for index, retrier in enumerate(state.get("Retry", [])):
-            if not errors.matches(retrier["ErrorEquals"], exc.error):
+            if not errors.matches(retrier["ErrorEquals"], exc.error, exc.heartbeat):
                 continue
             if attempts[index] >= int(retrier.get("MaxAttempts", 3)):
                 return None
@@ -461,7 +464,7 @@ class Interpreter(TaskStates):
             try:
                 parameters = template.render(state["Parameters"], effective, ctx) \
                     if "Parameters" in state else effective
-                return await self._task(name, state, parameters, frame, token)
+                return await self._task(name, state, parameters, frame, token, effective)
             finally:
                 ctx.pop("Task", None)
                 if token is not None and self.tokens is not None:

@@ -26,20 +26,30 @@ PAYLOAD_LIMIT = 256 * 1024
 
 
 class StatesError(Exception):
-    """A failure inside an execution: an error name and a human-readable cause."""
+    """A failure inside an execution: an error name and a human-readable cause.
 
-    def __init__(self, error: str, cause: str = "") -> None:
+    A missed heartbeat is reported as States.Timeout (what AWS's history shows) with
+    `heartbeat` set, so that a Retrier or Catcher naming States.HeartbeatTimeout (which
+    AWS documents as usable only there) matches it too.
+    """
+
+    def __init__(self, error: str, cause: str = "", heartbeat: bool = False) -> None:
         super().__init__(f"{error}: {cause}")
         self.error = error
         self.cause = cause
+        self.heartbeat = heartbeat
 
 
-def matches(names: list[str], error: str) -> bool:
+def heartbeat_timeout() -> StatesError:
+    return StatesError(TIMEOUT, "", heartbeat=True)
+
+
+def matches(names: list[str], error: str, heartbeat: bool = False) -> bool:
     """Does a Retrier's or Catcher's ErrorEquals list match `error`?"""
     if error == RUNTIME:
         return False
     for name in names:
-        if name == error:
+        if name == error or (heartbeat and name == HEARTBEAT_TIMEOUT):
             return True
         if name == ALL and error not in UNCATCHABLE_BY_ALL:
             return True

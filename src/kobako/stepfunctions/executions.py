@@ -95,7 +95,9 @@ def describe(row: Row, parse_data: bool = False) -> dict[str, Any]:
         out["redriveDate"] = datetime.fromtimestamp(row["redrived"], UTC)
     if row["status"] in ("FAILED", "TIMED_OUT", "ABORTED") and row["type"] == "STANDARD" \
             and row["cursor"]:
-        out["redriveStatus"] = "REDRIVABLE"
+        # A Map Run's child is redriven by redriving the Map Run's parent.
+        out["redriveStatus"] = "REDRIVABLE_BY_MAP_RUN" if row["map_run_arn"] else \
+            "REDRIVABLE"
     else:
         out["redriveStatus"] = "NOT_REDRIVABLE"
         out["redriveStatusReason"] = "Execution is RUNNING and cannot be redriven" \
@@ -192,8 +194,10 @@ class Executions:
         if not row["cursor"] or self.clock.now() - float(row["stopped"]) > 14 * 86400:
             raise AwsError("ExecutionNotRedrivable", f"Execution cannot be redriven: '{arn}'")
         stopped = Cursor.from_json(row["cursor"])
-        # The state that failed runs again, with a new *StateEntered event.
-        cursor = Cursor(stopped.state, stopped.input, variables=stopped.variables)
+        # The state that failed runs again, with a new *StateEntered event (a
+        # distributed Map redrives its Map Run: see map_run).
+        cursor = Cursor(stopped.state, stopped.input, variables=stopped.variables,
+                        redriven=True)
         if self.store.redrive(arn, cursor, self.clock.now()) is None:
             raise AwsError("ExecutionNotRedrivable", f"Execution cannot be redriven: '{arn}'")
         self.tasks.pop(arn, None)
@@ -282,8 +286,8 @@ class Executions:
         if not work.done():
             work.cancel()
             await asyncio.gather(work, return_exceptions=True)
-            self._close(arn, "TIMED_OUT", "ExecutionTimedOut", errors.TIMEOUT,
-                        "The execution timed out.")
+            # AWS reports a machine's TimeoutSeconds with no error or cause at all.
+            self.store.finish(arn, "TIMED_OUT", "ExecutionTimedOut", None, self.clock.now())
             return
         timer.cancel()
         with contextlib.suppress(StatesError):
@@ -301,9 +305,9 @@ class Executions:
                               self.clock.now(), output=text)
 
     def _close(self, arn: str, status: str, event: str, error: str, cause: str) -> None:
-        details = {"error": error, "cause": cause}
+        details = {"error": error, "cause": cause} if cause else {"error": error}
         self.store.finish(arn, status, event, details, self.clock.now(),
-                          error=error, cause=cause)
+                          error=error, cause=cause or None)
 
     # ---------------------------------------------------------------- integration
 

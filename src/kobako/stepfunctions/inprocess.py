@@ -62,6 +62,14 @@ def sdk_error(prefix: str, exc: AwsError, request_id: str = "") -> StatesError:
                        f"{exc.status}, Request ID: {request_id})")
 
 
+def sdk_v1_cause(exc: AwsError, service: str) -> str:
+    """An error's cause as the optimized integrations (batch:, sagemaker:) give it, in
+    the AWS SDK for Java v1 wording: `msg (Service: AWSBatch; Status Code: 400; Error
+    Code: ClientException; Request ID: ...; Proxy: null)`."""
+    return f"{exc.message} (Service: {service}; Status Code: {exc.status}; Error Code: " \
+        f"{exc.code}; Request ID: {uuid.uuid4()}; Proxy: null)"
+
+
 def _member(shape: Shape, key: str) -> str | None:
     members = shape.members
     if key in members:

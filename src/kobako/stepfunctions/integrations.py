@@ -31,6 +31,26 @@ class TaskCall:
     # What this attempt recorded before a restart (a job id...), and how to record it.
     resume: dict[str, Any] | None = None
     remember: Callable[[dict[str, Any]], None] | None = None
+    # A `.sync` integration reports the submitting call's answer (TaskSubmitted) here.
+    submitted: Callable[[Any], None] | None = None
+
+
+# Why a `.sync` integration's wait was cancelled (the message of its CancelledError):
+# the execution stopped (no message), the Task timed out, or its task token was answered
+# (SendTaskSuccess/Failure), in which case the job is left alone.
+TIMED_OUT = "timed out"
+ANSWERED = "answered"
+
+
+def stop_reason(exc: BaseException, execution_arn: str) -> str | None:
+    """The reason a cancelled `.sync` Task gives the job it stops; None: leave it running.
+
+    The aborted wording is what AWS Batch shows for a job whose execution was stopped."""
+    why = exc.args[0] if exc.args and isinstance(exc.args[0], str) else None
+    if why == ANSWERED:
+        return None
+    return f"The Task state in AWS Step Functions execution [{execution_arn}] which was " \
+        f"managing this resource {'timed out' if why == TIMED_OUT else 'was aborted'}"
 
 
 TaskHandler = Callable[[TaskCall], Awaitable[Any]]

@@ -7,12 +7,20 @@ children already started instead of starting them twice. EXPRESS children run in
 memory and keep no history, as in AWS. MaxConcurrency and the failure tolerance can
 change while the run goes (UpdateMapRun); crossing the tolerance aborts the running
 children and fails the state with States.ExceedToleratedFailureThreshold.
+
+RedriveExecution of the parent redrives the state's failed (or aborted) Map Run
+instead of starting a new one, as AWS does: same ARN, a MapRunRedriven event, its
+redriveCount up by one; STANDARD children that succeeded keep their results, failed
+ones are redriven (RedriveExecution, from the state where they failed), ones never
+started are started; EXPRESS children that succeeded are remembered when the run
+fails (`settled`) and the others run again.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import json
 import uuid
 from dataclasses import dataclass, field
@@ -35,8 +43,15 @@ from kobako.stepfunctions.errors import StatesError
 from kobako.stepfunctions.executions import Executions
 from kobako.stepfunctions.item_reader import batches, read_items
 from kobako.stepfunctions.map_run_store import MapRunStore, zero_counts
-from kobako.stepfunctions.result_writer import ChildResult, write
+from kobako.stepfunctions.result_writer import (
+    ChildResult,
+    WriterConfig,
+    exports,
+    preview,
+    write,
+)
 from kobako.stepfunctions.s3_objects import S3Objects
+from kobako.store.db import Row
 
 _FAILED = {"FAILED": "failed", "TIMED_OUT": "timedOut", "ABORTED": "aborted"}
 THRESHOLD_CAUSE = "The specified tolerated failure threshold was exceeded"
@@ -53,6 +68,14 @@ class Live:
     items: dict[str, int] = field(default_factory=zero_counts)
     executions: dict[str, int] = field(default_factory=zero_counts)
     changed: asyncio.Event = field(default_factory=asyncio.Event)
+    express: bool = False
+    # A redrive: the children that succeeded before (EXPRESS: index -> result, output),
+    # and the EXPRESS ones that had failed; STANDARD ones are found by their rows.
+    redriving: bool = False
+    settled: dict[int, tuple[ChildResult, Any]] = field(default_factory=dict)
+    failed_before: set[int] = field(default_factory=set)
+    results: list[ChildResult] = field(default_factory=list)
+    outputs: list[Any] = field(default_factory=list)
 
     def exceeded(self) -> bool:
         failures = self.executions["failed"] + self.executions["timedOut"] + \
@@ -90,18 +113,27 @@ class MapRuns:
                   data: Any, frame: Frame, states: dict[str, Any] | None) -> Any:
         plan = await self._plan(interpreter, state, data, frame, states)
         interpreter.emit(frame, "MapStateStarted", {"length": len(plan.inputs)})
-        live, fresh = self._open(interpreter, name, state, data, frame, plan)
-        if fresh:
+        live, how = self._open(interpreter, name, state, data, frame, plan)
+        if how == "started":
             interpreter.emit(frame, "MapRunStarted", {"mapRunArn": live.arn})
+        elif how == "redriven":
+            row = self.store.get(live.arn)
+            assert row is not None
+            interpreter.emit(frame, "MapRunRedriven", {
+                "mapRunArn": live.arn, "redriveCount": int(row["redrive_count"])})
         self.live[live.arn] = live
         try:
             results, outputs = await self._dispatch(interpreter, live, plan)
             failed = live.exceeded()
             output: Any = outputs
-            if "ResultWriter" in state:
-                params = self._render(state["ResultWriter"], data, frame, states)
+            writer = state.get("ResultWriter")
+            if isinstance(writer, dict) and not exports(writer):
+                output = preview(writer, results)
+            elif isinstance(writer, dict):
+                params = self._render(writer, data, frame, states)
                 output = await write(self.s3, params, live.arn, results,
-                                     interpreter.region, interpreter.account_id)
+                                     interpreter.region, interpreter.account_id,
+                                     WriterConfig.of(writer, "NONE"))
                 live.items["resultsWritten"] = live.items["succeeded"] + \
                     live.items["failed"] + live.items["timedOut"] + live.items["aborted"]
                 live.executions["resultsWritten"] = len(
@@ -209,17 +241,23 @@ class MapRuns:
     # ---------------------------------------------------------------- the run
 
     def _open(self, interpreter: Interpreter, name: str, state: dict[str, Any], data: Any,
-              frame: Frame, plan: Plan) -> tuple[Live, bool]:
-        """The Map Run to use: the one this state entry already started, or a new one."""
+              frame: Frame, plan: Plan) -> tuple[Live, str]:
+        """The Map Run to use: the one this state entry already started ("resumed"), the
+        failed one a redriven entry redrives ("redriven"), or a new one ("started")."""
         entered = frame.entered if frame.entered is not None else -1
         found = self.store.find(interpreter.execution_arn, name, entered) \
             if entered >= 0 else None
         if found is not None:
             plan.machine_arn = str(found["machine_arn"])  # its label, not a new one
             live = Live(str(found["arn"]), int(found["max_concurrency"]),
-                        found["tolerated_count"], found["tolerated_pct"])
+                        found["tolerated_count"], found["tolerated_pct"],
+                        express=plan.execution_type == "EXPRESS")
             self._totals(live, plan)
-            return live, False
+            return live, "resumed"
+        last = self.store.last_unsuccessful(interpreter.execution_arn, name) \
+            if entered >= 0 and frame.cursor is not None and frame.cursor.redriven else None
+        if last is not None and last["status"] in ("FAILED", "ABORTED"):
+            return self._redrive(last, entered, plan), "redriven"
         concurrency = self._number(state, "MaxConcurrency", data, frame) or 0
         count = self._number(state, "ToleratedFailureCount", data, frame)
         pct = self._number(state, "ToleratedFailurePercentage", data, frame)
@@ -227,7 +265,8 @@ class MapRuns:
         machine = plan.machine_arn.split(":stateMachine:", 1)[1]
         arn = f"{interpreter.execution_arn.split(':execution:')[0]}:mapRun:{machine}:{run_id}"
         live = Live(arn, int(concurrency), None if count is None else int(count),
-                    None if pct is None else float(pct))
+                    None if pct is None else float(pct),
+                    express=plan.execution_type == "EXPRESS")
         self._totals(live, plan)
         self.store.insert({
             "arn": arn, "execution_arn": interpreter.execution_arn, "state_name": name,
@@ -236,7 +275,37 @@ class MapRuns:
             "tolerated_count": live.tolerated_count, "tolerated_pct": live.tolerated_pct,
             "item_counts": json.dumps(live.items),
             "execution_counts": json.dumps(live.executions)})
-        return live, True
+        return live, "started"
+
+    def _redrive(self, row: Row, entered: int, plan: Plan) -> Live:
+        """Make a failed or aborted Map Run RUNNING again under the new state entry."""
+        arn = str(row["arn"])
+        plan.machine_arn = str(row["machine_arn"])
+        live = Live(arn, int(row["max_concurrency"]), row["tolerated_count"],
+                    row["tolerated_pct"], express=plan.execution_type == "EXPRESS",
+                    redriving=True)
+        for key, kept in json.loads(row["settled"] or "{}").items():
+            if kept is None:
+                live.failed_before.add(int(key))
+            else:
+                live.settled[int(key)] = (ChildResult(**kept[0]), kept[1])
+        self._totals(live, plan)
+        before = json.loads(row["execution_counts"])
+        live.executions["pendingRedrive"] = sum(
+            int(before.get(k, 0)) for k in ("failed", "timedOut", "aborted"))
+        items = json.loads(row["item_counts"])
+        live.items["pendingRedrive"] = sum(
+            int(items.get(k, 0)) for k in ("failed", "timedOut", "aborted"))
+        self.store.update(arn, status="RUNNING", stopped=None, error=None, cause=None,
+                          entered=entered, redrive_count=int(row["redrive_count"]) + 1,
+                          redrived=self.clock.now(), item_counts=live.items,
+                          execution_counts=live.executions)
+        return live
+
+    def _redriven_child(self, live: Live, size: int) -> None:
+        """One of the children that had failed runs again: no longer pending redrive."""
+        for counts, amount in ((live.executions, 1), (live.items, size)):
+            counts["pendingRedrive"] = max(0, counts["pendingRedrive"] - amount)
 
     def _totals(self, live: Live, plan: Plan) -> None:
         live.items.update(total=sum(plan.sizes), pending=sum(plan.sizes))
@@ -244,9 +313,15 @@ class MapRuns:
 
     def _close(self, live: Live, status: str, error: str | None = None,
                cause: str | None = None) -> None:
+        changes: dict[str, Any] = {}
+        if live.express and status != "SUCCEEDED":  # what a redrive needs not run again
+            changes["settled"] = json.dumps({
+                str(index): [dataclasses.asdict(result), live.outputs[index]]
+                if result.status == "SUCCEEDED" else None
+                for index, result in enumerate(live.results) if result.status != "PENDING"})
         self.store.update(live.arn, status=status, stopped=self.clock.now(), error=error,
                           cause=cause, item_counts=live.items,
-                          execution_counts=live.executions)
+                          execution_counts=live.executions, **changes)
 
     def _count(self, live: Live, size: int, before: str, after: str) -> None:
         live.items[before] -= size
@@ -259,6 +334,7 @@ class MapRuns:
         total = len(plan.inputs)
         results = [ChildResult("PENDING", dumps(value)) for value in plan.inputs]
         outputs: list[Any] = [None] * total
+        live.results, live.outputs = results, outputs
         running: dict[asyncio.Future[Any], int] = {}
         arns_by_index: dict[int, str] = {}
         following = 0
@@ -269,6 +345,12 @@ class MapRuns:
                         live.max_concurrency <= 0 or len(running) < live.max_concurrency):
                     index = following
                     following += 1
+                    if index in live.settled:  # it succeeded before a redrive
+                        results[index], outputs[index] = live.settled[index]
+                        self._count(live, plan.sizes[index], "pending", "succeeded")
+                        continue
+                    if index in live.failed_before:
+                        self._redriven_child(live, plan.sizes[index])
                     self._count(live, plan.sizes[index], "pending", "running")
                     started = asyncio.ensure_future(self._child(
                         interpreter, live, plan, index, arns_by_index))
@@ -333,8 +415,18 @@ class MapRuns:
                    "definition": dumps(plan.definition), "role_arn": plan.role_arn}
         arn = arns.execution_arn(plan.machine_arn, name)
         arns_by_index[index] = arn
-        with contextlib.suppress(AwsError):  # it ran before a restart: its row holds it
-            self.executions.start(machine, name, text, map_run=live.arn)
+        before = self.executions.store.execution(arn)
+        if before is None:
+            with contextlib.suppress(AwsError):
+                self.executions.start(machine, name, text, map_run=live.arn)
+        elif live.redriving and before["status"] in _FAILED:
+            try:  # it runs again from the state where it failed
+                self.executions.redrive(arn)
+                self._redriven_child(live, plan.sizes[index])
+            except AwsError:
+                live.executions["failuresNotRedrivable"] += 1
+                live.items["failuresNotRedrivable"] += plan.sizes[index]
+        # otherwise it ran (or runs) already, before a restart: its row holds it
         row = await self.executions.wait(arn)
         output = json.loads(row["output"]) if row["output"] is not None else None
         if row["status"] != "SUCCEEDED":

@@ -57,10 +57,12 @@ class MapRunsApi:
             "itemCounts": live.items if live else json.loads(row["item_counts"]),
             "executionCounts": live.executions if live else json.loads(
                 row["execution_counts"]),
-            "redriveCount": 0,
+            "redriveCount": int(row["redrive_count"]),
         }
         if row["stopped"] is not None:
             out["stopDate"] = _date(row["stopped"])
+        if row["redrived"] is not None:
+            out["redriveDate"] = _date(row["redrived"])
         return out
 
     async def list(self, ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

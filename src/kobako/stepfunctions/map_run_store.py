@@ -2,6 +2,8 @@
 
 A row is keyed for re-attachment by (execution, state, the state's Entered event id):
 a parent resumed after `kill -9` finds its Map Run again instead of starting another.
+A redriven parent finds the state's last unsuccessful Map Run (`last_unsuccessful`)
+and redrives it, moving its key to the new Entered event.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ SCHEMA = [
     );
     CREATE INDEX sfn_map_runs_by_execution ON sfn_map_runs (execution_arn, started)
     """,
+    # Redrive: how often and when; `settled` keeps the EXPRESS children that succeeded
+    # before the run failed (they have no execution rows), so a redrive skips them.
+    """
+    ALTER TABLE sfn_map_runs ADD COLUMN redrive_count INTEGER NOT NULL DEFAULT 0;
+    ALTER TABLE sfn_map_runs ADD COLUMN redrived REAL;
+    ALTER TABLE sfn_map_runs ADD COLUMN settled TEXT
+    """,
 ]
 COUNT_KEYS = ("pending", "running", "succeeded", "failed", "timedOut", "aborted", "total",
               "resultsWritten", "failuresNotRedrivable", "pendingRedrive")
@@ -53,6 +62,11 @@ class MapRunStore:
         return self.db.one("SELECT * FROM sfn_map_runs WHERE execution_arn = ? AND "
                            "state_name = ? AND entered = ?",
                            (execution_arn, state_name, entered))
+
+    def last_unsuccessful(self, execution_arn: str, state_name: str) -> Row | None:
+        return self.db.one("SELECT * FROM sfn_map_runs WHERE execution_arn = ? AND "
+                           "state_name = ? ORDER BY started DESC, entered DESC LIMIT 1",
+                           (execution_arn, state_name))
 
     def insert(self, row: dict[str, Any]) -> None:
         columns = ", ".join(row)

@@ -1,10 +1,17 @@
 """ResultWriter: a Map Run's child results as files in kobako S3, laid out as AWS does.
 
 Under `<Prefix>/<mapRunId>/`: `SUCCEEDED_0.json`, `FAILED_0.json`, `PENDING_0.json`
-(JSON arrays of child execution records, written only when not empty) and
-`manifest.json` naming them; the Map state's result is then
-`{"MapRunArn", "ResultWriterDetails": {"Bucket", "Key"}}`. A failure to write is
-States.ResultWriterFailed.
+(child execution records, written only when not empty) and `manifest.json` naming
+them; the Map state's result is then `{"MapRunArn", "ResultWriterDetails": {"Bucket",
+"Key"}}`. A failure to write is States.ResultWriterFailed.
+
+`WriterConfig` shapes the results as AWS documents: `Transformation` NONE keeps the
+records with their metadata (the default when exporting), COMPACT keeps only the
+children's outputs, FLATTEN also splices outputs that are arrays into one list (a
+failed or pending child keeps its full record under both); `OutputType` JSON writes
+one array per file, JSONL one value per line in `*_0.jsonl` files. A ResultWriter
+with only a WriterConfig exports nothing and the transformed list is the Map
+state's result.
 """
 
 from __future__ import annotations
@@ -65,6 +72,55 @@ class ChildResult:
         return out
 
 
+TRANSFORMATIONS = ("NONE", "COMPACT", "FLATTEN")
+OUTPUT_TYPES = ("JSON", "JSONL")
+
+
+@dataclass(frozen=True)
+class WriterConfig:
+    transformation: str = "NONE"
+    output_type: str = "JSON"
+
+    @classmethod
+    def of(cls, writer: dict[str, Any], default: str) -> WriterConfig:
+        """The writer's WriterConfig; `default` is the Transformation when it has none."""
+        config = writer.get("WriterConfig")
+        if not isinstance(config, dict):
+            return cls(default)
+        return cls(str(config.get("Transformation", default)),
+                   str(config.get("OutputType", "JSON")))
+
+    def shape(self, results: list[ChildResult]) -> list[Any]:
+        """The records of one group of results, transformed."""
+        out: list[Any] = []
+        for result in results:
+            if self.transformation == "NONE" or result.status != "SUCCEEDED":
+                out.append(result.record())
+                continue
+            value = json.loads(result.output) if result.output is not None else None
+            if self.transformation == "FLATTEN" and isinstance(value, list):
+                out.extend(value)
+            else:
+                out.append(value)
+        return out
+
+    def body(self, records: list[Any]) -> bytes:
+        if self.output_type == "JSONL":
+            return "".join(json.dumps(r, separators=(",", ":")) + "\n"
+                           for r in records).encode()
+        return json.dumps(records, separators=(",", ":")).encode()
+
+
+def exports(writer: dict[str, Any]) -> bool:
+    """Does this ResultWriter write to S3 (Resource and Parameters/Arguments)?"""
+    return "Resource" in writer
+
+
+def preview(writer: dict[str, Any], results: list[ChildResult]) -> list[Any]:
+    """A WriterConfig-only ResultWriter: the transformed results are the Map's result."""
+    return WriterConfig.of(writer, "COMPACT").shape(results)
+
+
 def _bucket_prefix(params: dict[str, Any]) -> tuple[str, str]:
     bucket = params.get("Bucket")
     if not isinstance(bucket, str) or not bucket:
@@ -76,24 +132,27 @@ def _bucket_prefix(params: dict[str, Any]) -> tuple[str, str]:
 
 
 async def write(s3: S3Objects | None, params: dict[str, Any], map_run_arn: str,
-                results: list[ChildResult], region: str, account: str) -> dict[str, Any]:
+                results: list[ChildResult], region: str, account: str,
+                config: WriterConfig | None = None) -> dict[str, Any]:
     """Write the result files and the manifest; the Map state's result."""
+    config = config or WriterConfig()
     if s3 is None:
         raise StatesError(WRITER_FAILED, "kobako serves no S3 here for the ResultWriter.")
     bucket, prefix = _bucket_prefix(params)
     folder = f"{prefix}{map_run_arn.rsplit(':', 1)[-1]}/"
     files: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
-    groups: dict[str, list[dict[str, Any]]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
+    groups: dict[str, list[ChildResult]] = {"FAILED": [], "PENDING": [], "SUCCEEDED": []}
     for result in results:
         group = "SUCCEEDED" if result.status == "SUCCEEDED" else \
             "PENDING" if result.status == "PENDING" else "FAILED"
-        groups[group].append(result.record())
+        groups[group].append(result)
+    suffix = "jsonl" if config.output_type == "JSONL" else "json"
     try:
-        for group, records in groups.items():
-            if not records:
+        for group, members in groups.items():
+            if not members:
                 continue
-            key = f"{folder}{group}_0.json"
-            body = json.dumps(records, separators=(",", ":")).encode()
+            key = f"{folder}{group}_0.{suffix}"
+            body = config.body(config.shape(members))
             await s3.put(bucket, key, body, region, account)
             files[group].append({"Key": key, "Size": len(body)})
         manifest = {"DestinationBucket": bucket, "MapRunArn": map_run_arn,

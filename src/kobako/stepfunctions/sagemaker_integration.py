@@ -6,7 +6,8 @@ in-process handlers as they are (a handler the package does not have yet fails t
 state with States.Runtime). `.sync` polls Describe*Job until a terminal status and
 returns its answer, PascalCase with timestamps in epoch milliseconds as Step Functions
 returns them; a Failed or Stopped job fails the state with States.TaskFailed and that
-answer as JSON for its Cause. A cancelled `.sync` Task stops its job, as AWS does.
+answer as JSON for its Cause. A `.sync` Task cancelled by StopExecution, TimeoutSeconds
+or HeartbeatSeconds stops its job (Stop<Job>), as AWS does.
 """
 
 from __future__ import annotations
@@ -20,8 +21,8 @@ from typing import Any
 from kobako.protocol.errors import AwsError
 from kobako.spec import Shape, service_model
 from kobako.stepfunctions.errors import RUNTIME, TASK_FAILED, StatesError
-from kobako.stepfunctions.inprocess import Peer, to_model
-from kobako.stepfunctions.integrations import Integrations, TaskCall
+from kobako.stepfunctions.inprocess import Peer, sdk_v1_cause, to_model
+from kobako.stepfunctions.integrations import Integrations, TaskCall, stop_reason
 
 PREFIX = "arn:aws:states:::sagemaker:"
 POLL_FIRST, POLL_MAX = 0.05, 1.0
@@ -49,8 +50,8 @@ class SageMakerTasks:
             return await self.peer.call(operation, params, call.region, call.account_id)
         except AwsError as exc:
             code = exc.code if exc.code.endswith("Exception") else exc.code + "Exception"
-            raise StatesError(f"SageMaker.{code}", f"{exc.message} (Service: AmazonSageMaker; "
-                              f"Status Code: {exc.status}; Error Code: {exc.code})") from None
+            raise StatesError(f"SageMaker.{code}",
+                              sdk_v1_cause(exc, "AmazonSageMaker")) from None
 
     async def _create(self, action: str, call: TaskCall) -> tuple[str, Any]:
         if not isinstance(call.parameters, dict):
@@ -72,15 +73,18 @@ class SageMakerTasks:
             resumed = call.resume or {}
             name = resumed.get(name_key)
             if name is None:
-                await self._create(action, call)
+                created = (await self._create(action, call))[1]
                 name = str(call.parameters[name_key])
                 if call.remember is not None:
                     call.remember({name_key: name})  # re-attach here after a restart
+                if call.submitted is not None:
+                    call.submitted(created)
             try:
                 detail = await self._until_done(noun, name_key, str(name), call)
-            except asyncio.CancelledError:
-                with contextlib.suppress(StatesError):
-                    await self._call(f"Stop{noun}", {name_key: name}, call)
+            except asyncio.CancelledError as exc:
+                if stop_reason(exc, call.execution_arn) is not None:
+                    with contextlib.suppress(StatesError):
+                        await self._call(f"Stop{noun}", {name_key: name}, call)
                 raise
             if detail.get(f"{noun}Status") != "Completed":
                 raise StatesError(TASK_FAILED, json.dumps(detail, separators=(",", ":")))

@@ -5,6 +5,12 @@ cursor (`Cursor.task`: a submitted job's id, a handed-out task token) through
 `TaskCall.remember`; after `kill -9` the resumed attempt gets it back as
 `TaskCall.resume`, so it re-attaches to the job or keeps waiting on the same token
 instead of starting the work again.
+
+A `.sync` Task also has a task token (`$$.Task.Token`): as AWS documents for the job
+run pattern, the job may send SendTaskHeartbeat with it, and HeartbeatSeconds then
+times the Task out when the heartbeats stop. Whatever ends a `.sync` Task early
+(TimeoutSeconds, HeartbeatSeconds, StopExecution) stops the job it started; a missed
+heartbeat or TimeoutSeconds is States.Timeout with no cause, as in AWS's history.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from kobako.stepfunctions import errors, template
 from kobako.stepfunctions.clock import Clock
 from kobako.stepfunctions.errors import StatesError
-from kobako.stepfunctions.integrations import Integrations, TaskCall, describe
+from kobako.stepfunctions.integrations import ANSWERED, TIMED_OUT, Integrations, TaskCall, describe
 from kobako.stepfunctions.payload import check_size, dumps
 from kobako.stepfunctions.tokens import TaskTokens
 
@@ -25,6 +31,24 @@ if TYPE_CHECKING:
 
 WAIT_FOR_TOKEN = ".waitForTaskToken"
 _TIMEOUTS = (errors.TIMEOUT, errors.HEARTBEAT_TIMEOUT)
+
+
+def is_sync(resource: str) -> bool:
+    return resource.endswith(".sync") or resource.endswith(".sync:2")
+
+
+def _failure(kind: str, short: str | None, exc: StatesError) -> dict[str, Any]:
+    """A TaskFailed/TaskTimedOut (or Activity*) event's details: no empty cause."""
+    details: dict[str, Any] = {"resourceType": kind, "resource": short} if short else {}
+    details["error"] = exc.error
+    if exc.cause:
+        details["cause"] = exc.cause
+    return details
+
+
+async def _settle(*futures: asyncio.Future[Any]) -> None:
+    """Wait for cancelled work to finish its own cleanup (stopping a job)."""
+    await asyncio.gather(*futures, return_exceptions=True)
 
 
 def is_activity(resource: str) -> bool:
@@ -75,7 +99,9 @@ class TaskStates:
         """A task token for a callback or activity Task: fresh for each attempt, or the
         one a resumed attempt had already handed out (kept in the cursor)."""
         resource = str(state["Resource"])
-        if not (resource.endswith(WAIT_FOR_TOKEN) or is_activity(resource)):
+        if is_sync(resource) and self.tokens is not None:
+            pass  # the job may heartbeat with it
+        elif not (resource.endswith(WAIT_FOR_TOKEN) or is_activity(resource)):
             return None
         if self.tokens is None:
             raise StatesError(errors.RUNTIME, f"kobako cannot wait for task tokens here: "
@@ -86,11 +112,13 @@ class TaskStates:
         return self.tokens.issue(self.execution_arn)
 
     async def _task(self, name: str, state: dict[str, Any], parameters: Any,
-                    frame: Frame, token: str | None = None) -> Any:
+                    frame: Frame, token: str | None = None, data: Any = None) -> Any:
+        """Run one Task attempt; `data` is the state's effective input, which the
+        TimeoutSecondsPath and HeartbeatSecondsPath reference paths read."""
         resource = str(state["Resource"])
         kind, short = describe(resource)
-        timeout = self._seconds(state, "TimeoutSeconds", parameters, frame.context)
-        heartbeat = self._seconds(state, "HeartbeatSeconds", parameters, frame.context)
+        timeout = self._seconds(state, "TimeoutSeconds", data, frame.context)
+        heartbeat = self._seconds(state, "HeartbeatSeconds", data, frame.context)
         if token is not None and is_activity(resource):
             return await self._activity(name, resource, parameters, frame, token, timeout,
                                         heartbeat)
@@ -104,20 +132,34 @@ class TaskStates:
         if resumed is None:  # a resumed attempt already wrote these
             self.emit(frame, "TaskScheduled", scheduled)
             self.emit(frame, "TaskStarted", {"resourceType": kind, "resource": short})
-        base = resource[:-len(WAIT_FOR_TOKEN)] if token is not None else resource
+        callback = resource.endswith(WAIT_FOR_TOKEN)
+        base = resource[:-len(WAIT_FOR_TOKEN)] if callback else resource
+
+        def remember(info: dict[str, Any]) -> None:
+            self._remember(frame, {**info, "token": token} if token and not callback
+                           else info)
+
+        def submitted(output: Any) -> None:
+            self.emit(frame, "TaskSubmitted", {"resourceType": kind, "resource": short,
+                                               "output": dumps(output),
+                                               "outputDetails": {"truncated": False}})
+
         call = TaskCall(base, parameters, self.execution_arn, self.region,
-                        self.account_id, timeout, heartbeat, resumed,
-                        lambda info: self._remember(frame, info))
-        work = self.integrations.invoke(call) if token is None else \
-            self._callback(call, token, heartbeat, frame, kind, short)
+                        self.account_id, timeout, heartbeat, resumed, remember,
+                        submitted if token is not None and not callback else None)
+        if token is None:
+            work: Awaitable[Any] = self.integrations.invoke(call)
+        elif callback:
+            work = self._callback(call, token, heartbeat, frame, kind, short)
+        else:
+            work = self._sync(call, token, heartbeat)
         try:
             result = await self._invoke(work, timeout)
             check_size(result, name)
         except StatesError as exc:
             self._remember(frame, None)  # a retry starts a new attempt
             event = "TaskTimedOut" if exc.error in _TIMEOUTS else "TaskFailed"
-            self.emit(frame, event, {"resourceType": kind, "resource": short,
-                                     "error": exc.error, "cause": exc.cause})
+            self.emit(frame, event, _failure(kind, short, exc))
             raise
         self.emit(frame, "TaskSucceeded", {"resourceType": kind, "resource": short,
                                            "output": dumps(result)})
@@ -134,6 +176,28 @@ class TaskStates:
                                                "outputDetails": {"truncated": False}})
             self._remember(frame, {"token": token})  # a restart waits on the same token
         return await self.tokens.wait(token, heartbeat)
+
+    async def _sync(self, call: TaskCall, token: str, heartbeat: float | None) -> Any:
+        """`.sync`: the job's end, or its token's answer (SendTaskSuccess/Failure), or a
+        missed heartbeat, whichever comes first; the job is stopped unless it ended."""
+        assert self.tokens is not None
+        job = asyncio.ensure_future(self.integrations.invoke(call))
+        watch = asyncio.ensure_future(self.tokens.wait(token, heartbeat))
+        try:
+            await asyncio.wait({job, watch}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError as exc:
+            job.cancel(*exc.args)
+            watch.cancel()
+            await _settle(job, watch)
+            raise
+        if job.done():
+            watch.cancel()
+            return job.result()
+        failed = watch.exception()
+        job.cancel(TIMED_OUT if isinstance(failed, StatesError) and failed.heartbeat
+                   else ANSWERED)
+        await _settle(job)
+        return watch.result()
 
     async def _activity(self, name: str, arn: str, parameters: Any, frame: Frame,
                         token: str, timeout: float | None, heartbeat: float | None) -> Any:
@@ -166,26 +230,30 @@ class TaskStates:
             check_size(result, name)
         except StatesError as exc:
             event = "ActivityTimedOut" if exc.error in _TIMEOUTS else "ActivityFailed"
-            self.emit(frame, event, {"error": exc.error, "cause": exc.cause})
+            self.emit(frame, event, _failure("", None, exc))
             raise
         self.emit(frame, "ActivitySucceeded", {"output": dumps(result),
                                                "outputDetails": {"truncated": False}})
         return result
 
     async def _invoke(self, call: Awaitable[Any], timeout: float | None) -> Any:
+        """The work's result, or States.Timeout after `timeout` seconds; either way the
+        work is over (a `.sync` job stopped) before this returns."""
         work = asyncio.ensure_future(call)
         if timeout is None:
             return await work
         timer = asyncio.ensure_future(self.clock.sleep(timeout))
         try:
             done, _ = await asyncio.wait({work, timer}, return_when=asyncio.FIRST_COMPLETED)
-        except asyncio.CancelledError:
-            work.cancel()
+        except asyncio.CancelledError as exc:
+            work.cancel(*exc.args)
             timer.cancel()
+            await _settle(work, timer)
             raise
         if work in done:
             timer.cancel()
             return work.result()
-        work.cancel()
+        work.cancel(TIMED_OUT)
+        await _settle(work)
         raise StatesError(errors.TIMEOUT, "")
 

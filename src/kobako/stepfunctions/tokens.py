@@ -2,10 +2,12 @@
 
 A `.waitForTaskToken` Task or an activity Task gets a token, puts it where a worker
 can see it (`$$.Task.Token`, or an activity's queue for GetActivityTask) and waits
-here. Heartbeats push the HeartbeatSeconds deadline back; missing it fails the
-state with States.HeartbeatTimeout. A `.waitForTaskToken` Task's token is kept in
-the execution's cursor once handed out, so after a restart it is waited on again
-(`adopt`) and SendTaskSuccess still completes it; activity tasks are scheduled anew.
+here. Heartbeats push the HeartbeatSeconds deadline back; missing it times the
+state out (States.Timeout, which a States.HeartbeatTimeout catcher also matches).
+`.sync` Tasks get a token too, for the job to send heartbeats with. A Task's token
+is kept in the execution's cursor once handed out, so after a restart it is waited
+on again (`adopt`) and SendTaskSuccess still completes it; activity tasks are
+scheduled anew.
 """
 
 from __future__ import annotations
@@ -21,7 +23,7 @@ from typing import Any
 
 from kobako.protocol.errors import AwsError
 from kobako.stepfunctions.clock import Clock
-from kobako.stepfunctions.errors import HEARTBEAT_TIMEOUT, StatesError
+from kobako.stepfunctions.errors import StatesError, heartbeat_timeout
 
 _MARK = "kbk1"
 
@@ -97,7 +99,7 @@ class TaskTokens:
                 return await asyncio.shield(waiting.future)
             remaining = waiting.beat + heartbeat - self.clock.now()
             if remaining <= 0:
-                raise StatesError(HEARTBEAT_TIMEOUT, "")
+                raise heartbeat_timeout()
             sleeper = asyncio.ensure_future(self.clock.sleep(remaining))
             try:
                 await asyncio.wait({waiting.future, sleeper},
