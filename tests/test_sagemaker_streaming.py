@@ -121,6 +121,7 @@ def test_errors_before_and_during_the_stream(server: Server, endpoint: str) -> N
     assert next(events) == {"PayloadPart": {"Bytes": b"second;"}}
     with pytest.raises(EventStreamError) as broken:
         next(events)
+    response["Body"].close()  # botocore leaves the connection open after a stream error
     assert broken.value.response["Error"]["Code"] == "ModelStreamError"
     # The endpoint still serves after a broken stream.
     assert [e["PayloadPart"]["Bytes"] for e in _stream(rt, endpoint, {})["Body"]] == [

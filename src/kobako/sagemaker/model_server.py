@@ -152,6 +152,9 @@ class Model:
 def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The head and the body (or each streamed chunk) are separate writes: with
+        # Nagle's algorithm the body would wait for the client's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
 
         def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
             self.send_response(status)
