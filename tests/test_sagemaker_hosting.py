@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +37,16 @@ def _deploy(sm: Any, artifact: str, variants: dict[str, float] | None = None,
         for variant, weight in (variants or {"AllTraffic": 1.0}).items()])
     sm.create_endpoint(EndpointName=name, EndpointConfigName=name)
     return name
+
+
+@pytest.fixture(autouse=True)
+def _no_endpoint_left(server: Server) -> Iterator[None]:
+    """Endpoints hold host capacity while they run: none outlives its test, so that the
+    jobs of later tests on this shared server are not kept waiting."""
+    yield
+    sm = server.client("sagemaker")
+    for endpoint in sm.list_endpoints(MaxResults=100)["Endpoints"]:
+        sm.delete_endpoint(EndpointName=endpoint["EndpointName"])
 
 
 def _invoke(rt: Any, endpoint: str, payload: Any, **kwargs: Any) -> tuple[Any, str]:
@@ -172,12 +183,13 @@ def test_restart_fails_running_jobs_and_restores_endpoints(tmp_path: Path) -> No
         source = stage(s3, "restart")
         artifact = _model_artifact(s3, "restart", {"model.json": json.dumps({"mean": 1.5}),
                                                    "code/inference.py": INFERENCE_PY})
-        endpoint = _deploy(sm, artifact)
-        assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
         job = unique("sleepy")
         sm.create_training_job(**job_request("restart", job, source, mode="sleep"))
         while sm.describe_training_job(TrainingJobName=job)["SecondaryStatus"] != "Training":
             pass
+        # On a small host the endpoint waits (Creating) for the job's capacity; on a
+        # larger one it is InService by now. Both are redeployed after the kill.
+        endpoint = _deploy(sm, artifact)
     finally:
         first.kill()
     second = start_server(tmp_path / "data")
@@ -189,4 +201,11 @@ def test_restart_fails_running_jobs_and_restores_endpoints(tmp_path: Path) -> No
         assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
         assert _invoke(rt, endpoint, {"instances": [2]})[0] == {"predictions": [3.0]}
     finally:
-        second.stop()
+        second.kill()
+    third = start_server(tmp_path / "data")  # an InService endpoint comes back too
+    try:
+        sm, rt = third.client("sagemaker"), third.client("sagemaker-runtime")
+        assert wait_endpoint(sm, endpoint)["EndpointStatus"] == "InService"
+        assert _invoke(rt, endpoint, {"instances": [2]})[0] == {"predictions": [3.0]}
+    finally:
+        third.stop()

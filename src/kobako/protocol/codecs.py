@@ -15,8 +15,9 @@ from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
 from xml.sax.saxutils import escape
 
-from kobako.protocol import values
+from kobako.protocol import eventstream, values
 from kobako.protocol.errors import AwsError
+from kobako.protocol.eventstream import EventStreamEncoder
 from kobako.protocol.http import HttpRequest, HttpResponse
 from kobako.protocol.routing import OperationRouter
 from kobako.protocol.timestamps import format_timestamp
@@ -271,6 +272,12 @@ class RestCodec(Codec):
                 return response
             if member.type_name in ("blob", "string"):
                 response.body = value.encode() if isinstance(value, str) else value
+            elif member.serialization.get("eventstream"):
+                # The handler gives an async iterator of events; each goes out framed
+                # as it comes (the body is sent chunked).
+                encoder = EventStreamEncoder(member, self._event_body, self.content_type)
+                response.body = encoder.stream(value)
+                response.headers.append(("Content-Type", eventstream.CONTENT_TYPE))
             else:
                 root = str(member.serialization.get("name", member.name))
                 response.body = self.serialize_payload(root, value, member)
@@ -290,6 +297,10 @@ class RestCodec(Codec):
         if member.serialization.get("jsonvalue"):
             return base64.b64encode(values.dumps(value)).decode()
         return values.scalar_to_text(value, member)
+
+    def _event_body(self, value: Any, shape: Shape) -> bytes:
+        return self.serialize_payload(str(shape.serialization.get("name", shape.name)),
+                                      value, shape)
 
     def root_name(self, op: OperationModel) -> str:
         shape = op.output_shape

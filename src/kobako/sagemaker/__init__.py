@@ -3,7 +3,8 @@ really serve.
 
 `build` returns two services on one store: `sagemaker` (the JSON control plane,
 X-Amz-Target SageMaker.*) and `sagemaker-runtime` (InvokeEndpoint; the app routes
-SigV4 scope 'sagemaker' without X-Amz-Target to it). Input, outputs and model
+SigV4 scope 'sagemaker' without X-Amz-Target to it; InvokeEndpoint and
+InvokeEndpointWithResponseStream). Input, outputs and model
 artifacts go through kobako's S3 store in process. Jobs take their CPUs, memory and
 GPUs from the ledger Batch's engine keeps (`ledger`), so both share one machine.
 
@@ -55,7 +56,8 @@ def build(config: Config, db: Database, logs_store: LogStore,
                                   capacity, placer)
     transform = TransformRunner(store, s3, logs_store, runtime, work / "transform", capacity,
                                 placer)
-    manager = EndpointManager(store, s3, logs_store, runtime, work / "endpoints", placer)
+    manager = EndpointManager(store, s3, logs_store, runtime, work / "endpoints", placer,
+                              capacity)
 
     async def start() -> None:
         await runner.start()

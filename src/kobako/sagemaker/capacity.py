@@ -7,7 +7,8 @@ keeps the same books. CPU and memory asks larger than the machine are clamped to
 it, so a job for an ml.m5.24xlarge still runs (alone) on a laptop; GPUs are never
 clamped, since the code asked for them will not run without them: a job that needs
 more GPUs than the host has fails at once (ResourceLimitExceeded) instead of
-waiting forever. A job waiting for capacity stays in its Starting state.
+waiting forever. A job waiting for capacity stays in its Starting state. Endpoints
+book their variants' instances here too, for as long as they serve (see `endpoints`).
 """
 
 from __future__ import annotations
@@ -87,6 +88,12 @@ class Capacity:
                 f"ResourceLimitExceeded: The job needs {gpus} GPU(s) but this kobako host has "
                 f"{host.gpus}; it can never be placed.")
         return Grant(max(1, min(cpus, int(host.cpus))), min(memory_mib, host.memory_mib), gpus)
+
+    def try_acquire(self, ask: Grant) -> Grant | None:
+        """`ask` taken now if it fits, else None (nothing waits)."""
+        owner = f"sagemaker:{secrets.token_hex(8)}"
+        ids = self.ledger.hold(owner, float(ask.cpus), ask.memory_mib, ask.gpus)
+        return None if ids is None else Grant(ask.cpus, ask.memory_mib, ask.gpus, ids, owner)
 
     async def acquire(self, ask: Grant, waiting: Callable[[], None] | None = None) -> Grant:
         """Wait until `ask` fits in the shared ledger; `waiting` is called once if it must

@@ -4,6 +4,17 @@ Deploying a variant brings up a model server through `serving` (model data stage
 `model_server.py` or the image's `serve`, GET /ping until it answers 200: InService;
 the process dies or the health-check timeout passes: Failed).
 Endpoints the database calls InService are redeployed when the server starts.
+
+Each deployment books its variants' instances (instance type x count, CPU and memory
+clamped to this host as for training jobs, GPUs never) in the ledger SageMaker jobs
+and Batch share, and holds them until it is replaced, deleted or fails, so a training
+or Batch job cannot take a GPU an endpoint serves from. A deployment that needs more
+GPUs than the host has is refused (ResourceLimitExceeded, AWS's instance quota
+error); one that does not fit now waits in Creating/Updating for up to
+KOBAKO_ENDPOINT_CAPACITY_WAIT_SECONDS (default 600), then fails with AWS's
+insufficient-capacity reason. An update books its new variants beside the old ones
+when they fit; when they do not, the old variants give their books up to the new
+ones and keep serving, beyond the books, until the new ones are up.
 """
 
 from __future__ import annotations
@@ -11,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import random
 import secrets
 import shutil
@@ -18,11 +30,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from kobako.batch.engine import Host, gpu_environment
 from kobako.logs.store import LogStore, Scope
 from kobako.runtime.base import Attempt, Runtime
 from kobako.s3.store import S3Store
 from kobako.sagemaker import serving
+from kobako.sagemaker.capacity import Capacity, Grant, LocalLedger
 from kobako.sagemaker.common import now
+from kobako.sagemaker.instances import lookup
+from kobako.sagemaker.model_client import ModelClient
 from kobako.sagemaker.placement import Placer
 from kobako.sagemaker.store import ENDPOINT, Key, SageMakerStore
 
@@ -30,6 +46,11 @@ log = logging.getLogger("kobako.sagemaker")
 
 MARKER = "KOBAKO_SAGEMAKER_ENDPOINT"
 LIVE = ("Creating", "InService", "Updating", "SystemUpdating")
+CAPACITY_WAIT_ENV = "KOBAKO_ENDPOINT_CAPACITY_WAIT_SECONDS"
+INSUFFICIENT_CAPACITY = ("Unable to provision requested ML compute capacity. Please retry "
+                         "using a different ML instance type.")
+# What a serverless variant (no InstanceType) books beside its memory size.
+_SERVERLESS_VCPUS = 1
 
 
 class DeployFailed(Exception):
@@ -45,18 +66,28 @@ class Variant:
     pumping: asyncio.Task[None]
 
 
+class TooBig(Exception):
+    """The deployment needs more GPUs than this host has: it can never be placed."""
+
+
 @dataclass
 class Live:
-    """What serves one endpoint now, and the deployment in progress, if any."""
+    """What serves one endpoint now, the capacity it holds, and the deployment in
+    progress, if any."""
 
     variants: dict[str, Variant] = field(default_factory=dict)
     task: asyncio.Task[None] | None = None
+    grant: Grant | None = None
+    ask: Grant | None = None
 
 
 class EndpointManager:
     def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
-                 work_root: Path, placer: Placer | None = None) -> None:
+                 work_root: Path, placer: Placer | None = None,
+                 capacity: Capacity | None = None) -> None:
         self.placer = placer or Placer()
+        self.capacity = capacity or Capacity(LocalLedger(Host.detect()))
+        self.client = ModelClient()
         self.store = store
         self.s3 = s3
         self.logs = logs
@@ -101,10 +132,13 @@ class EndpointManager:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await live.task
         await self._kill(list(live.variants.values()))
+        if live.grant is not None:
+            await self.capacity.release(live.grant)
         shutil.rmtree(self._root(key), ignore_errors=True)
 
     async def _kill(self, variants: list[Variant]) -> None:
         for variant in variants:
+            self.client.forget(variant.port)
             await variant.attempt.kill()
             with contextlib.suppress(Exception):
                 await variant.attempt.wait()
@@ -116,30 +150,98 @@ class EndpointManager:
 
     # ------------------------------------------------------------ deploying
 
+    # ------------------------------------------------------------ capacity
+
+    def ask(self, deployment: dict[str, Any]) -> Grant:
+        """What `deployment` books: every variant's instances, CPU and memory clamped to
+        this host as a whole. Raises TooBig (AWS's instance quota message) when its
+        GPUs exceed the host's."""
+        cpus = memory = gpus = 0
+        for spec in deployment.values():
+            count = int(spec.get("Count") or 1)
+            instance = lookup(str(spec.get("InstanceType") or ""))
+            if instance is None:
+                cpus += _SERVERLESS_VCPUS
+                memory += int(spec.get("MemorySizeInMB") or 2048)
+                continue
+            cpus += instance.vcpus * count
+            memory += int(instance.memory_gib * 1024) * count
+            gpus += instance.gpus * count
+            if instance.gpus * count > self.capacity.host.gpus:
+                limit = self.capacity.host.gpus // instance.gpus
+                raise TooBig(
+                    f"The account-level service limit '{spec['InstanceType']} for endpoint "
+                    f"usage' is {limit} Instances, with current utilization of 0 Instances "
+                    f"and a request delta of {count} Instances. (This kobako host has "
+                    f"{self.capacity.host.gpus} GPU(s); {spec['InstanceType']} has "
+                    f"{instance.gpus}.)")
+        if gpus > self.capacity.host.gpus:
+            raise TooBig(f"The endpoint's variants need {gpus} GPU(s) together but this "
+                         f"kobako host has {self.capacity.host.gpus}.")
+        return self.capacity.clamp(cpus, memory, gpus)
+
+    async def _book(self, key: Key, live: Live, ask: Grant) -> Grant:
+        """Take `ask` from the ledger: beside what the endpoint holds if it fits, else
+        in its place; waits (Creating/Updating) for at most the capacity wait."""
+        grant = self.capacity.try_acquire(ask)
+        if grant is not None:
+            return grant
+        if live.grant is not None:
+            await self.capacity.release(live.grant)
+            live.grant = None
+        log.info("endpoint %s waits for capacity on this host", key.name)
+        try:
+            async with asyncio.timeout(float(os.environ.get(CAPACITY_WAIT_ENV) or 600)):
+                return await self.capacity.acquire(ask)
+        except TimeoutError:
+            raise DeployFailed(INSUFFICIENT_CAPACITY) from None
+
     async def _deploy(self, key: Key, detail: dict[str, Any], deployment: dict[str, Any]
                       ) -> None:
-        """Start every variant, then swap them in; a failed update keeps the old ones."""
+        """Book capacity, start every variant, then swap them in; a failed update keeps
+        the old ones."""
         started: list[Variant] = []
         generation = secrets.token_hex(4)
+        live = self.live.setdefault(key, Live())
+        grant: Grant | None = None
         try:
+            try:
+                ask = self.ask(deployment)
+            except TooBig as error:
+                raise DeployFailed(f"ResourceLimitExceeded: {error}") from None
+            grant = await self._book(key, live, ask)
+            offset = 0
             for name, spec in deployment.items():
-                started.append(await self._start_variant(key, detail, name, spec, generation))
+                instance = lookup(str(spec.get("InstanceType") or ""))
+                width = (instance.gpus if instance else 0) * int(spec.get("Count") or 1)
+                ids = grant.gpu_ids[offset:offset + width]
+                offset += width
+                started.append(await self._start_variant(key, detail, name, spec, generation,
+                                                         ids))
         except asyncio.CancelledError:
             await self._kill(started)
+            if grant is not None:
+                await self.capacity.release(grant)
             raise
         except Exception as error:
             await self._kill(started)
+            if grant is not None:
+                await self.capacity.release(grant)
             reason = str(error) if isinstance(error, DeployFailed) else \
                 f"InternalServerError: {error}"
             if not isinstance(error, DeployFailed):
                 log.exception("deploying endpoint %s failed", key.name)
-            serving = self.live.get(key)
-            self._settle(key, failed=reason, rollback=bool(serving and serving.variants))
+            if live.variants and live.grant is None and live.ask is not None:
+                # The old variants gave their books up to this update: take them back.
+                live.grant = self.capacity.try_acquire(live.ask)
+            self._settle(key, failed=reason, rollback=bool(live.variants))
             return
-        live = self.live.setdefault(key, Live())
         old = list(live.variants.values())
         live.variants = {v.name: v for v in started}
         await self._kill(old)
+        if live.grant is not None:
+            await self.capacity.release(live.grant)
+        live.grant, live.ask = grant, ask
         self.store.set_refs(key, [v.attempt.ref for v in started])
         self._settle(key, deployment=deployment)
 
@@ -175,7 +277,8 @@ class EndpointManager:
         self.store.update(key, detail, detail["EndpointStatus"])
 
     async def _start_variant(self, key: Key, detail: dict[str, Any], name: str,
-                             spec: dict[str, Any], generation: str) -> Variant:
+                             spec: dict[str, Any], generation: str,
+                             gpu_ids: tuple[str, ...] = ()) -> Variant:
         container: dict[str, Any] = spec["Container"]
         workdir = self._root(key) / f"{name}-{generation}"
         model_dir = workdir / "model"
@@ -184,10 +287,13 @@ class EndpointManager:
             server = await serving.launch(
                 self.runtime, self.logs, Scope(key.account, key.region),
                 f"/aws/sagemaker/Endpoints/{key.name}", f"{name}/i-{secrets.token_hex(8)}",
-                container=container, env={MARKER: detail["EndpointArn"]}, model_dir=model_dir,
-                workdir=workdir, choice=self.placer.choose(container.get("Image")),
+                container=container,
+                env={MARKER: detail["EndpointArn"],
+                     **gpu_environment(self.capacity.host, gpu_ids)},
+                model_dir=model_dir, workdir=workdir,
+                choice=self.placer.choose(container.get("Image")),
                 timeout=float(spec.get("HealthCheckTimeout") or serving.PING_TIMEOUT),
-                job_id=detail["EndpointArn"])
+                job_id=detail["EndpointArn"], gpu_ids=gpu_ids)
         except serving.ServeFailed as failed:
             if failed.stage == "download":
                 raise DeployFailed(f"Failed to download model data for production variant "

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from kobako.protocol.errors import AwsError
 from kobako.sagemaker.common import arn, check_name, filter_sort, now, page, validation
-from kobako.sagemaker.endpoints import EndpointManager
+from kobako.sagemaker.endpoints import EndpointManager, TooBig
 from kobako.sagemaker.instances import lookup
 from kobako.sagemaker.store import CONFIG, ENDPOINT, MODEL, Key, SageMakerStore
 from kobako.server.service import Handler, RequestContext
@@ -118,7 +119,9 @@ def build_handlers(store: SageMakerStore, manager: EndpointManager) -> dict[str,
     # ------------------------------------------------------------ endpoints
 
     def deployment(ctx: RequestContext, config: dict[str, Any]) -> dict[str, Any]:
-        """Snapshot each variant's model, as AWS does: deleting the model later is harmless."""
+        """Snapshot each variant's model, as AWS does: deleting the model later is harmless.
+        A deployment this host can never place is refused as AWS refuses one over the
+        account's instance quota."""
         plan: dict[str, Any] = {}
         for variant in config["ProductionVariants"]:
             model = get_model(ctx, variant["ModelName"])
@@ -128,7 +131,13 @@ def build_handlers(store: SageMakerStore, manager: EndpointManager) -> dict[str,
                 "Container": container, "Weight": 1.0 if weight is None else float(weight),
                 "Count": int(variant.get("InitialInstanceCount") or 1),
                 "HealthCheckTimeout": variant.get("ContainerStartupHealthCheckTimeoutInSeconds"),
+                "InstanceType": variant.get("InstanceType"),
+                "MemorySizeInMB": (variant.get("ServerlessConfig") or {}).get("MemorySizeInMB"),
             }
+        try:
+            manager.ask(plan)
+        except TooBig as error:
+            raise AwsError("ResourceLimitExceeded", str(error), 400) from None
         return plan
 
     def get_endpoint(ctx: RequestContext, name: Any) -> dict[str, Any]:

@@ -20,7 +20,7 @@ import os
 import sys
 import threading
 import traceback
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from types import ModuleType
 from typing import Any
@@ -85,8 +85,12 @@ def default_predict_fn(data: Any, model: Any) -> Any:
     return predict(data)
 
 
-def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
+def default_output_fn(prediction: Any, accept: str) -> tuple[Any, str]:
     kind = (accept or "application/json").split(";")[0].strip().lower()
+    if _streams(prediction):
+        # A generator predicts in pieces: each goes out as it comes (chunked).
+        return (_piece(item) for item in prediction), \
+            accept if accept and accept != "*/*" else "application/octet-stream"
     if kind == NPY:
         buffer = io.BytesIO()
         _numpy().save(buffer, _numpy().asarray(prediction), allow_pickle=False)
@@ -100,6 +104,19 @@ def default_output_fn(prediction: Any, accept: str) -> tuple[bytes, str]:
         lines = [",".join(str(c) for c in (r if isinstance(r, list) else [r])) for r in rows]
         return ("\n".join(lines) + "\n").encode(), "text/csv"
     raise InferenceError(406, f"Accept type {accept} is not supported by this model")
+
+
+def _streams(value: Any) -> bool:
+    """True for a result produced in pieces (a generator or other iterator)."""
+    return isinstance(value, Iterator) and not isinstance(value, (bytes, str, bytearray))
+
+
+def _piece(item: Any) -> bytes:
+    if isinstance(item, (bytes, bytearray)):
+        return bytes(item)
+    if isinstance(item, str):
+        return item.encode()
+    return json.dumps(item.tolist() if hasattr(item, "tolist") else item).encode()
 
 
 def load_program(code_dir: str, program: str) -> ModuleType | None:
@@ -132,18 +149,22 @@ class Model:
         self.model = pick("model_fn", default_model_fn)(model_dir)
         self.lock = threading.Lock()
 
-    def invoke(self, body: bytes, content_type: str, accept: str) -> tuple[bytes, str]:
-        with self.lock:
-            if self.transform_fn is not None:
-                result = self.transform_fn(self.model, body, content_type, accept)
-            else:
-                data = self.input_fn(body, content_type)
-                prediction = self.predict_fn(data, self.model)
-                result = self.output_fn(prediction, accept)
+    def invoke(self, body: bytes, content_type: str, accept: str
+               ) -> tuple[bytes | Iterator[bytes], str]:
+        """The answer and its content type; an iterator answer is streamed piece by
+        piece (call with `lock` held until it is consumed)."""
+        if self.transform_fn is not None:
+            result = self.transform_fn(self.model, body, content_type, accept)
+        else:
+            data = self.input_fn(body, content_type)
+            prediction = self.predict_fn(data, self.model)
+            result = self.output_fn(prediction, accept)
         if isinstance(result, tuple):
             payload, kind = result[0], str(result[1])
         else:
             payload, kind = result, accept if accept and accept != "*/*" else "application/json"
+        if _streams(payload):
+            return (_piece(item) for item in payload), kind
         if isinstance(payload, str):
             payload = payload.encode()
         return bytes(payload), kind
@@ -152,6 +173,9 @@ class Model:
 def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        # The head and the body (or each streamed chunk) are separate writes: with
+        # Nagle's algorithm the body would wait for the client's delayed ACK (~40 ms).
+        disable_nagle_algorithm = True
 
         def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
             self.send_response(status)
@@ -175,17 +199,39 @@ def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
                 return
             length = int(self.headers.get("Content-Length") or 0)
             body = self.rfile.read(length)
+            with model.lock:
+                try:
+                    payload, kind = model.invoke(body, self.headers.get("Content-Type") or "",
+                                                 self.headers.get("Accept") or "")
+                except Exception as error:
+                    status = getattr(error, "status_code", 500)
+                    status = status if isinstance(status, int) and 400 <= status < 600 else 500
+                    text = traceback.format_exc()
+                    sys.stderr.write(text)
+                    self._reply(status, text.encode())
+                    return
+                if isinstance(payload, bytes):
+                    self._reply(200, payload, kind)
+                else:
+                    self._stream(payload, kind)
+
+        def _stream(self, pieces: Iterator[bytes], kind: str) -> None:
+            """200 with a chunked body, one chunk per piece as the model yields it; a
+            failure after the first piece can only cut the stream, which the caller sees
+            as a broken stream."""
+            self.send_response(200)
+            self.send_header("Content-Type", kind)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
             try:
-                payload, kind = model.invoke(body, self.headers.get("Content-Type") or "",
-                                             self.headers.get("Accept") or "")
-            except Exception as error:
-                status = getattr(error, "status_code", 500)
-                status = status if isinstance(status, int) and 400 <= status < 600 else 500
-                text = traceback.format_exc()
-                sys.stderr.write(text)
-                self._reply(status, text.encode())
+                for piece in pieces:
+                    if piece:
+                        self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            except Exception:
+                sys.stderr.write(traceback.format_exc())
+                self.close_connection = True
                 return
-            self._reply(200, payload, kind)
+            self.wfile.write(b"0\r\n\r\n")
 
         def log_message(self, format: str, *args: Any) -> None:
             sys.stdout.write(f"{self.address_string()} - {format % args}\n")

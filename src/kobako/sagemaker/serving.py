@@ -98,15 +98,18 @@ async def stage_model(s3: S3Store, container: dict[str, Any], model_dir: Path,
 async def launch(runtime: Runtime, logs: LogStore, scope: Scope, group: str, stream: str, *,
                  container: dict[str, Any], env: dict[str, str], model_dir: Path,
                  workdir: Path, choice: placement.Placement,
-                 timeout: float = PING_TIMEOUT, job_id: str = "") -> ModelServer:
+                 timeout: float = PING_TIMEOUT, job_id: str = "",
+                 gpu_ids: tuple[str, ...] = ()) -> ModelServer:
     """Start the model server for `container` and return once it answers /ping;
-    `job_id` (an ARN) labels its container, so a restarted server can reap it."""
+    `job_id` (an ARN) labels its container, so a restarted server can reap it;
+    `gpu_ids` are the devices its capacity grant holds (a container gets just those)."""
     image = container.get("Image")
     env = {**{str(k): str(v) for k, v in (container.get("Environment") or {}).items()}, **env}
     if choice.runtime == "container":
         port = free_port()
         spec = AttemptSpec(argv=["serve"], env=env, workdir=workdir, image=image,
                            runtime="container", options={"job_id": job_id},
+                           gpus=len(gpu_ids), gpu_ids=gpu_ids,
                            properties=placement.container_properties(
                                workdir, {model_dir: "/opt/ml/model"}, {8080: port}))
     else:
@@ -115,7 +118,8 @@ async def launch(runtime: Runtime, logs: LogStore, scope: Scope, group: str, str
                     "PYTHONUNBUFFERED": "1"})
         argv = [sys.executable, str(Path(model_server.__file__)), "--model-dir",
                 str(model_dir), "--port", str(port)]
-        spec = AttemptSpec(argv=argv, env=env, workdir=workdir, image=image, runtime="process")
+        spec = AttemptSpec(argv=argv, env=env, workdir=workdir, image=image, runtime="process",
+                           gpus=len(gpu_ids), gpu_ids=gpu_ids)
     try:
         attempt = await runtime.start(spec)
     except StartError as error:

@@ -104,7 +104,7 @@ class TransformRunner(JobRunner):
                 f"{run.key.name}/i-{secrets.token_hex(8)}", container=container, env=env,
                 model_dir=model_dir, workdir=root,
                 choice=self.placer.choose(container.get("Image")),
-                job_id=detail["TransformJobArn"])
+                job_id=detail["TransformJobArn"], gpu_ids=grant.gpu_ids)
         except serving.ServeFailed as failed:
             raise JobFailed(f"ClientError: {failed}") from None
         run.attempts.append(server.attempt)
