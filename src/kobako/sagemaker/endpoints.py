@@ -5,16 +5,18 @@ Deploying a variant brings up a model server through `serving` (model data stage
 the process dies or the health-check timeout passes: Failed).
 Endpoints the database calls InService are redeployed when the server starts.
 
-Each deployment books its variants' instances (instance type x count, CPU and memory
-clamped to this host as for training jobs, GPUs never) in the ledger SageMaker jobs
-and Batch share, and holds them until it is replaced, deleted or fails, so a training
-or Batch job cannot take a GPU an endpoint serves from. A deployment that needs more
-GPUs than the host has is refused (ResourceLimitExceeded, AWS's instance quota
-error); one that does not fit now waits in Creating/Updating for up to
-KOBAKO_ENDPOINT_CAPACITY_WAIT_SECONDS (default 600), then fails with AWS's
+Each deployment books its variants' GPUs (instance type x count) in the ledger
+SageMaker jobs and Batch share, and holds them until it is replaced, deleted or fails,
+so a training or Batch job cannot take a GPU an endpoint serves from. CPU and memory
+are not booked: an endpoint lives for days and mostly waits for requests, and on one
+host booking a whole instance's vCPUs for it would stop every Batch and training job
+behind an idle model server (a GPU, by contrast, is handed to one process at a time).
+A deployment that needs more GPUs than the host has is refused (ResourceLimitExceeded,
+AWS's instance quota error); one that does not fit now waits in Creating/Updating for
+up to KOBAKO_ENDPOINT_CAPACITY_WAIT_SECONDS (default 600), then fails with AWS's
 insufficient-capacity reason. An update books its new variants beside the old ones
-when they fit; when they do not, the old variants give their books up to the new
-ones and keep serving, beyond the books, until the new ones are up.
+when they fit; when they do not, the old variants give their books up to the new ones
+and keep serving, beyond the books, until the new ones are up.
 """
 
 from __future__ import annotations
@@ -50,7 +52,6 @@ CAPACITY_WAIT_ENV = "KOBAKO_ENDPOINT_CAPACITY_WAIT_SECONDS"
 INSUFFICIENT_CAPACITY = ("Unable to provision requested ML compute capacity. Please retry "
                          "using a different ML instance type.")
 # What a serverless variant (no InstanceType) books beside its memory size.
-_SERVERLESS_VCPUS = 1
 
 
 class DeployFailed(Exception):
@@ -153,19 +154,14 @@ class EndpointManager:
     # ------------------------------------------------------------ capacity
 
     def ask(self, deployment: dict[str, Any]) -> Grant:
-        """What `deployment` books: every variant's instances, CPU and memory clamped to
-        this host as a whole. Raises TooBig (AWS's instance quota message) when its
-        GPUs exceed the host's."""
-        cpus = memory = gpus = 0
+        """What `deployment` books: every variant's GPUs (instance type x count). Raises
+        TooBig (AWS's instance quota message) when they exceed the host's."""
+        gpus = 0
         for spec in deployment.values():
             count = int(spec.get("Count") or 1)
             instance = lookup(str(spec.get("InstanceType") or ""))
-            if instance is None:
-                cpus += _SERVERLESS_VCPUS
-                memory += int(spec.get("MemorySizeInMB") or 2048)
+            if instance is None:  # serverless: no GPUs
                 continue
-            cpus += instance.vcpus * count
-            memory += int(instance.memory_gib * 1024) * count
             gpus += instance.gpus * count
             if instance.gpus * count > self.capacity.host.gpus:
                 limit = self.capacity.host.gpus // instance.gpus
@@ -178,7 +174,7 @@ class EndpointManager:
         if gpus > self.capacity.host.gpus:
             raise TooBig(f"The endpoint's variants need {gpus} GPU(s) together but this "
                          f"kobako host has {self.capacity.host.gpus}.")
-        return self.capacity.clamp(cpus, memory, gpus)
+        return Grant(0, 0, gpus)  # GPUs only: see the module's docstring
 
     async def _book(self, key: Key, live: Live, ask: Grant) -> Grant:
         """Take `ask` from the ledger: beside what the endpoint holds if it fits, else
