@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -82,8 +83,14 @@ def test_train_then_deploy_and_invoke(server: Server, s3: Any, bucket: str) -> N
     assert "(500)" in response["Error"]["Message"]
 
     logs = server.client("logs")
-    streams = logs.describe_log_streams(
-        logGroupName=f"/aws/sagemaker/Endpoints/{endpoint}")["logStreams"]
+    streams: list[dict[str, Any]] = []
+    deadline = time.monotonic() + 20  # the model server's lines are shipped in batches
+    while not streams and time.monotonic() < deadline:
+        try:
+            streams = logs.describe_log_streams(
+                logGroupName=f"/aws/sagemaker/Endpoints/{endpoint}")["logStreams"]
+        except logs.exceptions.ResourceNotFoundException:
+            time.sleep(0.2)
     assert streams and streams[0]["logStreamName"].startswith("AllTraffic/")
 
     listed = sm.list_endpoints(NameContains=endpoint)["Endpoints"]
