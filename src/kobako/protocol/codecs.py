@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -80,6 +80,12 @@ class _InputPlan:
     bound: set[str]  # query keys a querystring map must leave to others
     payload: str | None
     body_members: bool  # members with no location: they come from the body
+    # The same members by where they come from, so that parsing looks at what the
+    # request carries rather than at every member the model names.
+    uri: _Members = field(default_factory=list)
+    query: _Members = field(default_factory=list)
+    headers: dict[str, list[tuple[str, Shape]]] = field(default_factory=dict)
+    header_maps: list[tuple[str, str]] = field(default_factory=list)  # (name, prefix)
 
     @classmethod
     def of(cls, op: OperationModel) -> _InputPlan:
@@ -102,7 +108,17 @@ class _InputPlan:
         bound.update(parse_qs(str(op.http.get("requestUri", "")).partition("?")[2],
                               keep_blank_values=True))
         payload = shape.serialization.get("payload")
-        return cls(members, bound, str(payload) if payload else None, body_members)
+        plan = cls(members, bound, str(payload) if payload else None, body_members)
+        for name, location, wire, member in members:
+            if location == "uri":
+                plan.uri.append((name, location, wire, member))
+            elif location == "querystring":
+                plan.query.append((name, location, wire, member))
+            elif location == "header":
+                plan.headers.setdefault(wire, []).append((name, member))
+            elif location == "headers":
+                plan.header_maps.append((name, wire))
+        return plan
 
 
 @dataclass
@@ -110,6 +126,9 @@ class _OutputPlan:
     members: _Members  # the members that go to headers or the status code
     payload: str | None
     body_members: bool
+    # name -> (position in `members`, location, wire name, shape): serializing looks up
+    # the few members a result holds instead of walking every member of the shape.
+    by_name: dict[str, tuple[int, str, str, Shape]] = field(default_factory=dict)
 
     @classmethod
     def of(cls, shape: Shape) -> _OutputPlan:
@@ -123,7 +142,9 @@ class _OutputPlan:
             members.append((name, location, str(member.serialization.get("name", name)),
                             member))
         payload = shape.serialization.get("payload")
-        return cls(members, str(payload) if payload else None, body_members)
+        by_name = {name: (position, location, wire, member)
+                   for position, (name, location, wire, member) in enumerate(members)}
+        return cls(members, str(payload) if payload else None, body_members, by_name)
 
 
 class RestCodec(Codec):
@@ -164,23 +185,24 @@ class RestCodec(Codec):
         plan = self._input_plan(op)
         params: dict[str, Any] = {}
         payload_name = plan.payload
-        for name, location, wire, member in plan.members:
-            if location == "uri":
-                if wire in labels:
-                    params[name] = values.scalar_from_text(labels[wire], member)
-            elif location == "querystring":
-                if request.query_multi:
-                    self._parse_query_member(request, name, wire, member, params, plan.bound)
-            elif location == "header":
-                self._parse_header_member(request, name, wire, member, params)
-            elif location == "headers":
-                found = {
-                    key[len(wire):]: value
-                    for key, value in request.headers.items()
-                    if key.startswith(wire)
-                }
-                if found:
-                    params[name] = found
+        for name, _, wire, member in plan.uri:
+            if wire in labels:
+                params[name] = values.scalar_from_text(labels[wire], member)
+        if request.query_multi:
+            for name, _, wire, member in plan.query:
+                self._parse_query_member(request, name, wire, member, params, plan.bound)
+        bound_headers = plan.headers
+        for header in request.headers:
+            for name, member in bound_headers.get(header, ()):
+                self._parse_header_member(request, name, header, member, params)
+        for name, prefix in plan.header_maps:
+            found = {
+                key[len(prefix):]: value
+                for key, value in request.headers.items()
+                if key.startswith(prefix)
+            }
+            if found:
+                params[name] = found
         if payload_name:
             member = shape.members[payload_name]
             if member.type_name == "blob" and member.serialization.get("streaming"):
@@ -252,10 +274,12 @@ class RestCodec(Codec):
         plan = self._output_plans.get(op.name)
         if plan is None:
             plan = self._output_plans[op.name] = _OutputPlan.of(shape)
-        for name, location, wire, member in plan.members:
-            value = output.get(name)
-            if value is None:
-                continue
+        by_name = plan.by_name
+        located = sorted(
+            (by_name[name], value) for name, value in output.items()
+            if value is not None and name in by_name
+        )
+        for (_, location, wire, member), value in located:
             if location == "header":
                 response.headers.append((wire, self._header_text(value, member)))
             elif location == "headers":
