@@ -14,6 +14,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+import re
 import secrets
 import threading
 import time
@@ -153,7 +154,14 @@ class ObjectRecord:
 _UNREAD: Any = object()
 
 
+# The segments column of a one-segment object (every plain PUT), as json.dumps writes it.
+_ONE_SEGMENT = re.compile(r'\[\["([0-9a-f]{32})", (\d+)\]\]\Z')
+
+
 def _segments(text: str) -> list[tuple[str, int]]:
+    one = _ONE_SEGMENT.match(text)
+    if one is not None:
+        return [(one[1], int(one[2]))]
     return [(str(b), int(s)) for b, s in json.loads(text)]
 
 
