@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
+from typing import BinaryIO
 from urllib.parse import parse_qsl
 
 from kobako.protocol.errors import AwsError
@@ -82,6 +83,39 @@ class HttpRequest:
             for name, value in parse_qsl(self.query_string, keep_blank_values=True):
                 self.query_multi.setdefault(name, []).append(value)
             self.query = {name: values[0] for name, values in self.query_multi.items()}
+
+
+@dataclass(frozen=True)
+class FileRegion:
+    """`length` bytes at `offset` of a file that `open` opens (call it off the event loop)."""
+
+    open: Callable[[], BinaryIO]
+    offset: int
+    length: int
+
+
+class RegionBody:
+    """A response body made of file regions (an object's blobs).
+
+    It iterates as bytes, like any streamed body, for every consumer; a server that can
+    hand a file to the kernel itself (sendfile) sends `regions` instead and never reads
+    the bytes into memory.
+    """
+
+    def __init__(self, regions: list[FileRegion], pieces: AsyncIterator[bytes]) -> None:
+        self.regions = regions
+        self._pieces = pieces
+
+    def __aiter__(self) -> RegionBody:
+        return self
+
+    async def __anext__(self) -> bytes:
+        return await self._pieces.__anext__()
+
+    async def aclose(self) -> None:
+        aclose = getattr(self._pieces, "aclose", None)
+        if aclose is not None:
+            await aclose()
 
 
 Body = bytes | AsyncIterator[bytes]

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
+import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.protocol.http import BodyStream
+from kobako.protocol.http import BodyStream, FileRegion, RegionBody
 from kobako.s3 import errors
 from kobako.s3.access import authorize
 from kobako.s3.checksums import ALGORITHMS, b64, new_hasher
@@ -128,7 +129,9 @@ class S3Backend:
         if last - start + 1 <= SMALL_OBJECT and all(
                 self.store.blobs.is_local(blob_id) for blob_id, _ in record.segments):
             return b"".join(self._read_sync(record.segments, start, last))
-        return self._stream(record.segments, start, last)
+        regions = [FileRegion(functools.partial(self.store.blobs.open, blob_id), offset, length)
+                   for blob_id, offset, length in _spans(record.segments, start, last)]
+        return RegionBody(regions, self._stream(record.segments, start, last))
 
     async def body(
         self, record: ObjectRecord, start: int = 0, end: int | None = None
@@ -190,6 +193,21 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     yield first
     async for piece in rest:
         yield piece
+
+
+def _spans(segments: list[tuple[str, int]], start: int,
+           last: int) -> list[tuple[str, int, int]]:
+    """(blob id, offset in the blob, length) of each segment's share of [start, last]."""
+    spans = []
+    offset = 0
+    for blob_id, size in segments:
+        seg_start, seg_last = offset, offset + size - 1
+        offset += size
+        if seg_last < start or seg_start > last or size == 0:
+            continue
+        spans.append((blob_id, max(start - seg_start, 0),
+                      min(last, seg_last) - max(start, seg_start) + 1))
+    return spans
 
 
 def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:

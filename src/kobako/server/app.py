@@ -7,9 +7,10 @@ operation -> the handler -> the codec serializes the result or the `AwsError`.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
-import os
+import random
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, MutableMapping
 from typing import Any
@@ -17,9 +18,11 @@ from typing import Any
 from kobako.config import Config
 from kobako.protocol.chunked import AwsChunkedDecoder, payload_mode
 from kobako.protocol.errors import AwsError, not_implemented
-from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse
+from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse, RegionBody
 from kobako.protocol.sigv2 import parse_auth_v2, verify_v2
 from kobako.protocol.sigv4 import AuthContext, RequestView, parse_auth, verify
+from kobako.server.http import SENDFILE_EXTENSION, FileSlice
+from kobako.server.requestlog import RequestLog
 from kobako.server.service import ANONYMOUS, RequestContext, Service
 
 log = logging.getLogger("kobako")
@@ -43,6 +46,7 @@ class KobakoApp:
             if prefix:
                 self._by_target[str(prefix)] = service
         self._default = self._by_signing_name.get("s3", services[0])
+        self._request_log = RequestLog(log)
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -73,7 +77,7 @@ class KobakoApp:
             value = raw_value.decode("latin-1")
             headers[name] = f"{headers[name]},{value}" if name in headers else value
         raw_path = scope.get("raw_path") or scope["path"].encode()
-        incoming = _Incoming(receive)
+        incoming = _Incoming(receive, _bodiless(headers))
         request = HttpRequest(
             method=scope["method"],
             raw_path=raw_path.decode("latin-1"),
@@ -82,7 +86,8 @@ class KobakoApp:
             body=BodyStream(incoming.pieces()),
             client_ip=(scope.get("client") or ("",))[0],
         )
-        request_id = os.urandom(8).hex().upper()
+        # Unique enough to find a request in the log; not a secret, so no syscall for it.
+        request_id = f"{random.getrandbits(64):016X}"
         service = self._default
         operation = "-"
         view = _view(request)  # one per request: it remembers the parsed signature
@@ -99,15 +104,11 @@ class KobakoApp:
             service.decorate(request, self._path(service, request), response)
         if not incoming.done and not await incoming.drain():
             response.headers.append(("Connection", "close"))
-        await _send_response(send, response, request_id, request.method == "HEAD")
-        if log.isEnabledFor(logging.INFO):
-            # The record is made directly: Logger.info would also walk the stack to find
-            # the caller, which the log format does not show.
-            log.handle(log.makeRecord(
-                log.name, logging.INFO, __file__, 0, "%s %s %s -> %d %s %.1fms",
-                (request.method, request.raw_path, service.name, response.status, operation,
-                 (time.perf_counter() - started) * 1000), None, "_http",
-            ))
+        await _send_response(send, response, request_id, request.method == "HEAD",
+                             SENDFILE_EXTENSION in (scope.get("extensions") or ()))
+        self._request_log.line(
+            f"{request.method} {request.raw_path} {service.name} -> {response.status} "
+            f"{operation} {(time.perf_counter() - started) * 1000:.1f}ms")
 
     def _pick_service(self, request: HttpRequest, view: RequestView | None = None) -> Service:
         found = parse_auth(view or _view(request))
@@ -261,9 +262,11 @@ class _Incoming:
 
     _DRAIN_LIMIT = 8 * 1024 * 1024
 
-    def __init__(self, receive: Receive) -> None:
+    def __init__(self, receive: Receive, bodiless: bool = False) -> None:
         self._receive = receive
-        self.done = False
+        # A request that declares no body has none: HTTP/1.1 frames a request body only
+        # by Content-Length or Transfer-Encoding, so there is nothing to read or drain.
+        self.done = bodiless
 
     async def pieces(self) -> AsyncIterator[bytes]:
         while not self.done:
@@ -289,7 +292,12 @@ class _Incoming:
         return True
 
 
-async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool) -> None:
+def _bodiless(headers: dict[str, str]) -> bool:
+    return "transfer-encoding" not in headers and headers.get("content-length", "0") == "0"
+
+
+async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool,
+                         sendfile: bool = False) -> None:
     headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
     headers.append((b"x-amz-request-id", request_id.encode()))
     headers.append((b"x-amzn-requestid", request_id.encode()))
@@ -302,9 +310,18 @@ async def _send_response(send: Send, response: HttpResponse, request_id: str, he
         await send({"type": "http.response.body", "body": b"" if head else body})
         return
     await send({"type": "http.response.start", "status": response.status, "headers": headers})
-    if not head:
+    if head:
+        if hasattr(body, "aclose"):
+            await body.aclose()
+    elif sendfile and isinstance(body, RegionBody) and "content-length" in names:
+        # Each region goes from the page cache to the socket in the kernel (see
+        # kobako.server.http); the transport closes each file once it is sent.
+        await body.aclose()
+        for region in body.regions:
+            file = await asyncio.to_thread(region.open)
+            await send({"type": "http.response.body", "more_body": True,
+                        "body": FileSlice(file, region.offset, region.length)})
+    else:
         async for piece in body:
             await send({"type": "http.response.body", "body": piece, "more_body": True})
-    elif hasattr(body, "aclose"):
-        await body.aclose()
     await send({"type": "http.response.body", "body": b""})
