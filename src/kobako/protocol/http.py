@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import BinaryIO
@@ -105,6 +106,20 @@ class RegionBody:
     def __init__(self, regions: list[FileRegion], pieces: AsyncIterator[bytes]) -> None:
         self.regions = regions
         self._pieces = pieces
+        self._first: BinaryIO | None = None  # the first region's file, opened early
+
+    async def open_first(self) -> None:
+        """Open the first region's file now (off the event loop), so that a missing file
+        fails before any response is started."""
+        if self.regions and self._first is None:
+            self._first = await asyncio.to_thread(self.regions[0].open)
+
+    async def open(self, index: int) -> BinaryIO:
+        """Region `index`'s file, for the caller to close."""
+        if index == 0 and self._first is not None:
+            first, self._first = self._first, None
+            return first
+        return await asyncio.to_thread(self.regions[index].open)
 
     def __aiter__(self) -> RegionBody:
         return self
@@ -113,6 +128,9 @@ class RegionBody:
         return await self._pieces.__anext__()
 
     async def aclose(self) -> None:
+        if self._first is not None:
+            self._first.close()
+            self._first = None
         aclose = getattr(self._pieces, "aclose", None)
         if aclose is not None:
             await aclose()

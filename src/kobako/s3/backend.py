@@ -9,7 +9,7 @@ import functools
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, BinaryIO, cast
 
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import BodyStream, FileRegion, RegionBody
@@ -129,9 +129,14 @@ class S3Backend:
         if last - start + 1 <= SMALL_OBJECT and all(
                 self.store.blobs.is_local(blob_id) for blob_id, _ in record.segments):
             return b"".join(self._read_sync(record.segments, start, last))
-        regions = [FileRegion(functools.partial(self.store.blobs.open, blob_id), offset, length)
-                   for blob_id, offset, length in _spans(record.segments, start, last)]
-        return RegionBody(regions, self._stream(record.segments, start, last))
+        stream = self._stream(record.segments, start, last)
+        spans = _spans(record.segments, start, last)
+        if not all(self.store.blobs.is_local(blob_id) for blob_id, _, _ in spans):
+            return stream
+        # Local files: a server that can (kobako.server.http) sends them with sendfile.
+        regions = [FileRegion(functools.partial(_open_file, self.store.blobs, blob_id),
+                              offset, length) for blob_id, offset, length in spans]
+        return RegionBody(regions, stream)
 
     async def body(
         self, record: ObjectRecord, start: int = 0, end: int | None = None
@@ -140,6 +145,10 @@ class S3Backend:
         cannot be reached answers with an error, not with headers and a cut-off body."""
         body = self.read(record, start, end)
         if isinstance(body, bytes):
+            return body
+        if isinstance(body, RegionBody):
+            # Local files: opening the first one is the check (a missing blob fails here).
+            await body.open_first()
             return body
         first = await anext(body, b"")
         return _prepend(first, body)
@@ -193,6 +202,11 @@ async def _prepend(first: bytes, rest: AsyncIterator[bytes]) -> AsyncIterator[by
     yield first
     async for piece in rest:
         yield piece
+
+
+def _open_file(blobs: Any, blob_id: str) -> BinaryIO:
+    """A local blob's file (a real file, so it has a descriptor to sendfile from)."""
+    return cast(BinaryIO, blobs.open(blob_id))
 
 
 def _spans(segments: list[tuple[str, int]], start: int,

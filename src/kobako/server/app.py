@@ -7,7 +7,6 @@ operation -> the handler -> the codec serializes the result or the `AwsError`.
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 import random
@@ -316,12 +315,19 @@ async def _send_response(send: Send, response: HttpResponse, request_id: str, he
     elif sendfile and isinstance(body, RegionBody) and "content-length" in names:
         # Each region goes from the page cache to the socket in the kernel (see
         # kobako.server.http); the transport closes each file once it is sent.
-        await body.aclose()
-        for region in body.regions:
-            file = await asyncio.to_thread(region.open)
-            await send({"type": "http.response.body", "more_body": True,
-                        "body": FileSlice(file, region.offset, region.length)})
+        try:
+            for index, region in enumerate(body.regions):
+                part = FileSlice(await body.open(index), region.offset, region.length)
+                await send({"type": "http.response.body", "more_body": True, "body": part})
+                if not part.taken:  # the client is gone: uvicorn dropped it
+                    part.close()
+        finally:
+            await body.aclose()
     else:
-        async for piece in body:
-            await send({"type": "http.response.body", "body": piece, "more_body": True})
+        try:
+            async for piece in body:
+                await send({"type": "http.response.body", "body": piece, "more_body": True})
+        finally:
+            if isinstance(body, RegionBody):
+                await body.aclose()
     await send({"type": "http.response.body", "body": b""})

@@ -47,6 +47,7 @@ class FileSlice:
         self.file = file
         self.offset = offset
         self.length = length
+        self.taken = False  # set by the transport, which then closes it
 
     def __len__(self) -> int:
         return self.length
@@ -106,9 +107,12 @@ class CoalescingTransport:
 
     def write(self, data: Any) -> None:
         if self._sending:
+            if isinstance(data, FileSlice):
+                data.taken = True
             self._queue.append(data if isinstance(data, FileSlice) else bytes(data))
             return
         if isinstance(data, FileSlice):
+            data.taken = True
             self._start_sendfile(data)
             return
         held = self._held
