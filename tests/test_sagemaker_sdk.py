@@ -23,9 +23,11 @@ import pytest
 
 import kobako
 from conftest import start_server
+from sagemaker_helpers import members
 
 DRIVERS = Path(__file__).parent / "sdk_drivers"
 SDK2 = "sagemaker>=2.200,<3"
+SDK3 = "sagemaker>=3,<4"
 
 TRAIN_PY = textwrap.dedent('''
     """Script mode as the scikit-learn container runs it: train under __main__, serve
@@ -116,3 +118,61 @@ def test_sdk2_sklearn_fit_deploy_predict(tmp_path: Path) -> None:
     finally:
         server.stop()
     assert " -> 500 " not in server.log()
+
+
+def test_sdk3_modeltrainer_train_build_deploy_invoke(tmp_path: Path) -> None:
+    """SDK 3.x: ModelTrainer trains with SourceCode (its own sm_train.sh and drivers,
+    which read and write /opt/ml), the model.tar.gz lands in S3, ModelBuilder builds it
+    with an InferenceSpec for TorchServe (the SDK's inference.py loads serve.pkl from
+    /opt/ml/model/code), deploys it, and invoke returns the trained model's answer.
+    The SDK hard-codes /opt/ml, so this needs the process runtime's bind mounts: root."""
+    if os.geteuid() != 0:
+        pytest.skip("the SDK 3.x drivers hard-code /opt/ml: binding it needs root")
+    python = sdk_python("sdk3", SDK3)
+    src = str(Path(kobako.__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [src, *filter(None, [os.environ.get("PYTHONPATH")])]))
+    work = tmp_path / "work"
+    (work / "src").mkdir(parents=True)
+    (work / "data").mkdir()
+    (work / "src" / "train.py").write_text(TRAIN_PY)
+    (work / "data" / "train.csv").write_text("1,2\n3,4\n")
+    server = start_server(tmp_path / "data", python=str(python), env=env)
+    try:
+        s3: Any = server.client("s3")
+        s3.create_bucket(Bucket="sdk3")
+        env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test",
+                   AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+                   # kobako has no IAM: skip the SDK's client-side role check
+                   # (iam:SimulatePrincipalPolicy, GetRole), its documented switch.
+                   SAGEMAKER_VALIDATE_ROLE="false")
+        (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
+            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+            "      TelemetryOptOut: true\n")
+        env["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(tmp_path / "sdk.yaml")
+        done = subprocess.run([str(python), str(DRIVERS / "sdk3_modeltrainer.py"), "sdk3",
+                               str(work)], capture_output=True, text=True, env=env,
+                              timeout=300, cwd=tmp_path)
+        assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
+        result = json.loads(done.stdout.rsplit("RESULT ", 1)[-1])
+        # train(logs=True) streamed the job's log (through the SDK's logger)
+        assert "trained weight=7.5" in done.stdout + done.stderr
+        assert result["status"] == "Completed"
+        assert result["entrypoint"] == ["/bin/bash"]  # the SDK's sm_train.sh ran
+        assert result["answer"] == [[7.5, 15.0], [22.5, 30.0]]
+        key = result["model_data"].removeprefix("s3://sdk3/")
+        assert key.endswith(f"{result['job']}/output/model.tar.gz")
+        assert json.loads(members(s3.get_object(Bucket="sdk3", Key=key)["Body"].read())
+                          ["model.json"]) == {"weight": 7.5}
+        container = result["container"]
+        assert "pytorch-inference" in container["Image"]
+        assert container["Environment"]["SAGEMAKER_PROGRAM"] == "inference.py"
+        served = members(s3.get_object(
+            Bucket="sdk3", Key=container["ModelDataUrl"].removeprefix("s3://sdk3/"))
+            ["Body"].read())
+        assert {"model.json", "code/inference.py", "code/serve.pkl"} <= set(served)
+        assert server.client("sagemaker").list_endpoints()["Endpoints"] == []
+    finally:
+        server.stop()
+    assert " -> 500 " not in server.log()
+    assert "process runtime:" not in server.log()  # no fallback from /opt/ml binds

@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import json
+import os
+import sys
 import time
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -135,6 +138,42 @@ def test_algorithm_mode_runs_the_entrypoint_and_missing_data_fails(sm: Any, s3: 
     job = wait_job(sm, missing)
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"].startswith("ClientError: Data download failed")
+
+
+OPT_ML_SCRIPT = """set -e
+cfg=/opt/ml/input/config
+host=$(python3 -c "import json; print(json.load(open('$cfg/resourceconfig.json'))['current_host'])")
+cp $cfg/hyperparameters.json "/opt/ml/model/hps-$host.json"
+echo "$AWS_REGION" > /opt/ml/model/region
+command -v python3 > /opt/ml/model/python
+"""
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="binding /opt/ml needs root (CAP_SYS_ADMIN)")
+def test_process_jobs_see_their_job_directory_at_opt_ml(sm: Any, s3: Any, bucket: str) -> None:
+    """A script that hard-codes /opt/ml in its own text (not in its arguments, which
+    kobako rewrites anyway) reads and writes the job's directory; each host of a
+    two-host job sees its own input/config; `python3` is kobako's interpreter."""
+    s3.put_object(Bucket=bucket, Key="optml/run.sh", Body=OPT_ML_SCRIPT.encode())
+    name = unique("optml")
+    request = job_request(bucket, name, "unused", HyperParameters={"alpha": "1"},
+                          AlgorithmSpecification={
+                              "TrainingImage": "my/algo", "TrainingInputMode": "File",
+                              "ContainerEntrypoint": ["/bin/sh"],
+                              "ContainerArguments": ["/opt/ml/input/data/train/run.sh"]})
+    request["InputDataConfig"][0]["DataSource"]["S3DataSource"]["S3Uri"] = \
+        f"s3://{bucket}/optml"
+    request["ResourceConfig"]["InstanceCount"] = 2
+    sm.create_training_job(**request)
+    job = wait_job(sm, name)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    files = members(s3.get_object(Bucket=bucket, Key=f"output/{name}/output/model.tar.gz")
+                    ["Body"].read())
+    assert json.loads(files["hps-algo-1.json"]) == {"alpha": "1"}
+    assert json.loads(files["hps-algo-2.json"]) == {"alpha": "1"}
+    assert files["region"] == b"us-east-1\n"
+    assert Path(files["python"].decode().strip()).parent == Path(sys.executable).parent
+    assert not Path("/opt/ml/model/region").exists()
 
 
 def test_errors_and_listing(sm: Any, s3: Any, bucket: str) -> None:

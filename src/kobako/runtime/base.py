@@ -33,6 +33,11 @@ class AttemptSpec:
     properties: Mapping[str, Any] = field(default_factory=dict)
     # GPU device ids the scheduler assigned (empty: any `gpus` devices).
     gpu_ids: tuple[str, ...] = ()
+    # (host directory, path) pairs the process backend bind-mounts, in order, in the
+    # attempt's private mount namespace, e.g. the job directory at /opt/ml; where it may
+    # not (not root), it runs the attempt without them. The container backend ignores
+    # them: its mounts come from `properties`.
+    binds: tuple[tuple[Path, str], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -12,7 +12,9 @@ output through non-blocking pipes on the event loop. The memory limit is set wit
 prlimit(2) right after the exec rather than before it (a `preexec_fn` would force a
 full fork, and exec'ing through prlimit(1) costs ~1.3 ms CPU a job): the program's
 first few microseconds run unlimited, which matters little for RLIMIT_AS, a coarse
-limit anyway (its children inherit it).
+limit anyway (its children inherit it). Attempts with `binds` (SageMaker's /opt/ml)
+do take the full fork: their child enters a private mount namespace before the exec
+(see `namespace`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import logging
 import os
 import resource
 import signal
@@ -31,6 +34,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 from kobako.runtime.base import AttemptSpec, OutputLine, StartError
+from kobako.runtime.namespace import Binder
+
+log = logging.getLogger("kobako.runtime")
 
 _LINE_LIMIT = 1024 * 1024
 # Server variables a job must not inherit (its credentials are not the server's).
@@ -172,6 +178,8 @@ class ProcessRuntime:
     def __init__(self) -> None:
         self._running: dict[int, ProcessAttempt] = {}
         self._spawner: ThreadPoolExecutor | None = None
+        self._binder = Binder()
+        self._told: set[str] = set()
 
     async def start(self, spec: AttemptSpec) -> ProcessAttempt:
         if not spec.argv:
@@ -189,14 +197,18 @@ class ProcessRuntime:
                 limit = spec.memory_mib * 1024 * 1024
             else:
                 preexec = _limits(spec.memory_mib)
+        if self._spawner is None:
+            self._spawner = ThreadPoolExecutor(2, thread_name_prefix="kobako-spawn")
+        loop = asyncio.get_running_loop()
+        if spec.binds:
+            preexec = await loop.run_in_executor(
+                self._spawner, self._binding, spec.binds, preexec)
         out_r, out_w = os.pipe()
         err_r, err_w = os.pipe()
         try:
             # vfork blocks the caller until the child has exec'd: a spawner thread
             # keeps that wait (long on a busy machine) off the event loop.
-            if self._spawner is None:
-                self._spawner = ThreadPoolExecutor(2, thread_name_prefix="kobako-spawn")
-            process = await asyncio.get_running_loop().run_in_executor(
+            process = await loop.run_in_executor(
                 self._spawner, functools.partial(
                     _popen, argv, out_w, err_w, spec.workdir, env, preexec, limit))
         except FileNotFoundError:
@@ -211,7 +223,7 @@ class ProcessRuntime:
             raise StartError(
                 f"CannotStartContainerError: permission denied: {spec.argv[0]}"
             ) from None
-        except OSError as exc:
+        except (OSError, subprocess.SubprocessError) as exc:
             os.close(out_r)
             os.close(err_r)
             raise StartError(f"CannotStartContainerError: {exc}") from None
@@ -222,6 +234,30 @@ class ProcessRuntime:
         self._running[attempt.pgid] = attempt
         attempt._exit.add_done_callback(lambda _: self._running.pop(attempt.pgid, None))
         return attempt
+
+    def _binding(self, binds: tuple[tuple[Path, str], ...],
+                 then: Callable[[], None] | None) -> Callable[[], None] | None:
+        """The preexec_fn that binds `binds` (and runs `then`), or `then` alone where
+        this server may not bind: said once per reason in the server log."""
+        why = self._binder.check([target for _, target in binds])
+        if why:
+            if why not in self._told:
+                self._told.add(why)
+                log.warning("process runtime: %s; jobs see their files only under their "
+                            "job directory, not at %s", why,
+                            ", ".join(target for _, target in binds))
+            return then
+        for source, _ in binds:
+            source.mkdir(parents=True, exist_ok=True)
+        enter = self._binder.hook(binds)
+        if then is None:
+            return enter
+
+        def both() -> None:
+            enter()
+            then()
+
+        return both
 
     async def reap(self, ref: str, marker: str) -> None:
         if not ref.startswith("pgid:"):

@@ -175,6 +175,10 @@ def environment(layout: Layout, detail: dict[str, Any], decoded: dict[str, Any],
                                                               or [])),
         "TRAINING_JOB_NAME": detail["TrainingJobName"],
         "TRAINING_JOB_ARN": detail["TrainingJobArn"],
+        # The job's own region, as AWS's containers have it (SDK code in a job builds
+        # boto3 clients); never the server's credentials.
+        "AWS_REGION": str(detail["TrainingJobArn"]).split(":")[3],
+        "AWS_DEFAULT_REGION": str(detail["TrainingJobArn"]).split(":")[3],
         "PYTHONUNBUFFERED": "1",
     }
     for channel in channels:

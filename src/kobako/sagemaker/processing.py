@@ -93,7 +93,8 @@ class ProcessingRunner(JobRunner):
             spec = AttemptSpec(argv=argv, env=env, workdir=root / "fs", vcpus=float(grant.cpus),
                                memory_mib=grant.memory_mib if not grant.gpus else None,
                                gpus=grant.gpus, gpu_ids=grant.gpu_ids, image=choice.image,
-                               runtime="process")
+                               runtime="process",
+                               binds=((local(root, placement.OPT_ML), placement.OPT_ML),))
         limit = (detail.get("StoppingCondition") or {}).get("MaxRuntimeInSeconds")
         code = await self.run_attempt(run, spec, stream_name(HOST),
                                       float(limit) if limit else None)

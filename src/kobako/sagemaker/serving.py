@@ -3,8 +3,9 @@ batch transform: stage model data, start the server, wait for GET /ping.
 
 Endpoints and transform jobs share this so that a model behaves the same whether it
 is invoked online or over an S3 prefix. The server is kobako's `model_server.py`
-(framework inference contract) under the process runtime, or the image's own
-`serve` under the container runtime (see `placement`).
+(framework inference contract) under the process runtime, which also shows it the
+model at /opt/ml/model where it may (handlers such as the SDK 3.x inference.py read
+that path), or the image's own `serve` under the container runtime (see `placement`).
 """
 
 from __future__ import annotations
@@ -105,6 +106,10 @@ async def launch(runtime: Runtime, logs: LogStore, scope: Scope, group: str, str
     `gpu_ids` are the devices its capacity grant holds (a container gets just those)."""
     image = container.get("Image")
     env = {**{str(k): str(v) for k, v in (container.get("Environment") or {}).items()}, **env}
+    # The region the endpoint runs in, as AWS's hosting containers have it: code in the
+    # model (the SDK 3.x inference.py among it) builds boto3 clients at import.
+    for name in ("AWS_REGION", "AWS_DEFAULT_REGION"):
+        env.setdefault(name, scope.region)
     if choice.runtime == "container":
         port = free_port()
         spec = AttemptSpec(argv=["serve"], env=env, workdir=workdir, image=image,
@@ -119,7 +124,8 @@ async def launch(runtime: Runtime, logs: LogStore, scope: Scope, group: str, str
         argv = [sys.executable, str(Path(model_server.__file__)), "--model-dir",
                 str(model_dir), "--port", str(port)]
         spec = AttemptSpec(argv=argv, env=env, workdir=workdir, image=image, runtime="process",
-                           gpus=len(gpu_ids), gpu_ids=gpu_ids)
+                           gpus=len(gpu_ids), gpu_ids=gpu_ids,
+                           binds=((model_dir, f"{placement.OPT_ML}/model"),))
     try:
         attempt = await runtime.start(spec)
     except StartError as error:

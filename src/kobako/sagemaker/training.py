@@ -343,10 +343,12 @@ class TrainingRunner:
                     properties=support.container_properties(layout.root, rank, host,
                                                             algorithm, checkpoints)))
                 continue
+            env["PATH"] = support.python_first(env.get("PATH") or os.environ.get("PATH", ""))
             specs.append(AttemptSpec(
                 argv=argv, env=env, workdir=cwd, vcpus=float(cpus),
                 memory_mib=memory if gpus == 0 else None, gpus=gpus,
-                gpu_ids=gpu_ids, runtime="process", image=choice.image))
+                gpu_ids=gpu_ids, runtime="process", image=choice.image,
+                binds=support.process_binds(layout.root, rank, config_dir)))
         for spec in specs:
             try:
                 run.attempts.append(await self.runtime.start(spec))

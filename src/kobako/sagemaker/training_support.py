@@ -110,6 +110,23 @@ def container_properties(root: Path, rank: int, host: str, algorithm: dict[str, 
     return placement.container_properties(root, mounts, entrypoint=entry or None)
 
 
+def process_binds(root: Path, rank: int, config_dir: Path) -> tuple[tuple[Path, str], ...]:
+    """What a training process sees at /opt/ml (where the process runtime may bind):
+    the job directory, and hosts after the first their own input/config."""
+    binds = [(root, OPT_ML)]
+    if rank:
+        binds.append((config_dir, f"{OPT_ML}/input/config"))
+    return tuple(binds)
+
+
+def python_first(path: str) -> str:
+    """PATH with this interpreter's directory first: under the process runtime kobako's
+    Python plays the image's, so `python3` in a job's shell scripts (the SDK's
+    sm_train.sh among them) is the one with the job's packages."""
+    here = os.path.dirname(sys.executable)
+    return os.pathsep.join([here, *(p for p in path.split(os.pathsep) if p and p != here)])
+
+
 def distributed_env(rank: int, hosts: list[str], port: int) -> dict[str, str]:
     """What torch.distributed's env:// init (and most launchers) read."""
     return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
