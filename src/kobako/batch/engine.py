@@ -215,9 +215,18 @@ class Engine:
 
     def _flush(self) -> None:
         """Write the attempts started and ended since the last pass, in one transaction."""
+        started, ended = self._take_transitions()
+        self.store.apply(started, ended)
+
+    def _take_transitions(self) -> tuple[list[tuple[str, int, str, str | None]], list[Ended]]:
+        """What the pass writes; the delayed pass for started attempts is not needed
+        any more."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         started, ended = self._started, self._ended
         self._started, self._ended = [], []
-        self.store.apply(started, ended)
+        return started, ended
 
     def _capacity(self) -> tuple[dict[str, float], float, int, list[str]]:
         per_ce: dict[str, float] = {}
@@ -303,8 +312,7 @@ class Engine:
         assignments: list[tuple[str, str, str | None]] = []
         self._claiming = {}
         blocked: list[tuple[str, str | None, str | None]] = []
-        started, ended = self._started, self._ended
-        self._started, self._ended = [], []
+        started, ended = self._take_transitions()
         writing = bool(started or ended)
         claimed: list[Row] = []
         with db.transaction() if writing else contextlib.nullcontext():
