@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import os
 import resource
@@ -66,7 +67,7 @@ class ProcessAttempt:
         self._buffers: dict[int, bytearray] = {}
         self._exit: asyncio.Future[int] = self._loop.create_future()
         for fd, name in ((out_fd, "stdout"), (err_fd, "stderr")):
-            os.set_blocking(fd, False)
+            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)  # a fresh pipe has no other flag
             self._buffers[fd] = bytearray()
             self._loop.add_reader(fd, self._readable, fd, name)
         self._watch_exit()
@@ -206,7 +207,8 @@ class ProcessRuntime:
     async def start(self, spec: AttemptSpec) -> ProcessAttempt:
         if not spec.argv:
             raise StartError("CannotStartContainerError: no command given")
-        spec.workdir.mkdir(parents=True, exist_ok=True)
+        if not os.path.isdir(spec.workdir):  # Batch's pooled directories exist already
+            spec.workdir.mkdir(parents=True, exist_ok=True)
         env = self._environment(spec.env)
         argv = list(spec.argv)
         executable = self._executable(argv[0], env)
