@@ -3,10 +3,19 @@
 Submits N jobs from several concurrent clients and reports, per scheduler:
 jobs/s from the first submit to the last job finished, and submit-to-running latency
 (p50, p99). kobako is started here as a `kobako serve` process on a fresh data
-directory and driven with boto3; Slurm (slurmctld + slurmd, see bench/README.md) is
-driven with `sbatch --wrap true` and measured from its job-completion log.
+directory; Slurm (slurmctld + slurmd, see bench/README.md) is driven with
+`sbatch --wrap true` and measured from its job-completion log.
 
     python3 bench/batch_bench.py --jobs 2000 --clients 4
+    python3 bench/batch_bench.py --jobs 2000 --clients 4 --client boto3
+
+The bar is the server's throughput, and the machine has 2 cores, so by default the
+SubmitJob calls come from a lean client (`--client raw`): C forked processes, each
+with one keep-alive connection (`RawConnection` from s3_bench.py) and a SigV4 signer
+that caches its signing key and signs the JSON body's SHA-256 the way botocore does
+(checked against botocore's `SigV4Auth` at start). `--client boto3` submits from C
+boto3 clients in threads of one process instead, as the first version of this script
+did: boto3 then costs more CPU per call than the server.
 
 This script installs nothing; without a reachable Slurm it reports kobako alone.
 """
@@ -14,7 +23,10 @@ This script installs nothing; without a reachable Slurm it reports kobako alone.
 from __future__ import annotations
 
 import argparse
+import hashlib
+import hmac
 import json
+import multiprocessing
 import os
 import re
 import shutil
@@ -33,6 +45,13 @@ from typing import Any
 
 import boto3
 from botocore.config import Config as BotoConfig
+
+# bench/ is not a package: s3_bench.py is found next to this script.
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from s3_bench import RawConnection
+
+ACCESS_KEY = SECRET_KEY = "test"
+REGION = "us-east-1"
 
 
 @dataclass
@@ -58,10 +77,11 @@ def _free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of a process and its reaped children (the jobs)."""
+def cpu_seconds(pid: int) -> tuple[float, float]:
+    """(user + system CPU of a process, of its reaped children: the jobs), in seconds."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return sum(int(f) for f in fields[11:15]) / os.sysconf("SC_CLK_TCK")
+    tick = os.sysconf("SC_CLK_TCK")
+    return (int(fields[11]) + int(fields[12])) / tick, (int(fields[13]) + int(fields[14])) / tick
 
 
 @contextmanager
@@ -107,8 +127,160 @@ def _parallel(clients: int, work: Callable[[int], None]) -> None:
         thread.join()
 
 
+class JsonSigner:
+    """SigV4 for a JSON service, as botocore's `SigV4Auth` signs it: content-type, host
+    and x-amz-date, and the body's SHA-256; the signing key is cached per day.
+    `check_signer` proves it agrees with botocore."""
+
+    SIGNED = "content-type;host;x-amz-date"
+    CONTENT_TYPE = "application/json"
+
+    def __init__(self, service: str = "batch") -> None:
+        self.service = service
+        self._day = ""
+        self._key = b""
+
+    def _signing_key(self, day: str) -> bytes:
+        if day != self._day:
+            key = f"AWS4{SECRET_KEY}".encode()
+            for part in (day, REGION, self.service, "aws4_request"):
+                key = hmac.new(key, part.encode(), hashlib.sha256).digest()
+            self._day, self._key = day, key
+        return self._key
+
+    def headers(self, method: str, path: str, host: str, body: bytes,
+                amz_date: str | None = None) -> dict[str, str]:
+        amz_date = amz_date or time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+        day = amz_date[:8]
+        canonical = (f"{method}\n{path}\n\ncontent-type:{self.CONTENT_TYPE}\nhost:{host}\n"
+                     f"x-amz-date:{amz_date}\n\n{self.SIGNED}\n"
+                     f"{hashlib.sha256(body).hexdigest()}")
+        scope = f"{day}/{REGION}/{self.service}/aws4_request"
+        to_sign = (f"AWS4-HMAC-SHA256\n{amz_date}\n{scope}\n"
+                   f"{hashlib.sha256(canonical.encode()).hexdigest()}")
+        signature = hmac.new(self._signing_key(day), to_sign.encode(),
+                             hashlib.sha256).hexdigest()
+        return {
+            "Host": host,
+            "Content-Type": self.CONTENT_TYPE,
+            "X-Amz-Date": amz_date,
+            "Authorization": f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/{scope}, "
+                             f"SignedHeaders={self.SIGNED}, Signature={signature}",
+        }
+
+
+def check_signer() -> None:
+    """Fail fast if the lean signer disagrees with botocore's SigV4Auth."""
+    from botocore.auth import SigV4Auth
+    from botocore.awsrequest import AWSRequest
+    from botocore.credentials import Credentials
+
+    host = "127.0.0.1:4566"
+    body = json.dumps({"jobName": "j1", "jobQueue": "arn:aws:batch:q",
+                       "jobDefinition": "bench-true"}).encode()
+    request = AWSRequest(method="POST", url=f"http://{host}/v1/submitjob", data=body,
+                         headers={"Host": host, "Content-Type": JsonSigner.CONTENT_TYPE})
+    SigV4Auth(Credentials(ACCESS_KEY, SECRET_KEY), "batch", REGION).add_auth(request)
+    ours = JsonSigner().headers("POST", "/v1/submitjob", host, body,
+                                request.headers["X-Amz-Date"])["Authorization"]
+    if request.headers["Authorization"] != ours:
+        raise SystemExit(f"signer disagrees with botocore:\n  botocore "
+                         f"{request.headers['Authorization']}\n  ours     {ours}")
+
+
+@dataclass
+class Submitter:
+    """One raw client's share of the submissions, run in its own process."""
+
+    port: int
+    queue: str
+    index: int
+    clients: int
+    count: int
+    start_at: float  # time.monotonic(), shared by the forked processes
+    rate: float
+
+    def __call__(self, pipe: Any) -> None:
+        signer = JsonSigner()
+        conn = RawConnection(self.port)
+        host = f"127.0.0.1:{self.port}"
+        ids: list[str] = []
+        error = ""
+        while time.monotonic() < self.start_at:
+            time.sleep(0.0005)
+        cpu0 = time.process_time()
+        for i in range(self.count):
+            if self.rate > 0:
+                due = self.start_at + (i * self.clients + self.index) / self.rate
+                time.sleep(max(0.0, due - time.monotonic()))
+            body = json.dumps({"jobName": f"j{self.index}-{i}", "jobQueue": self.queue,
+                               "jobDefinition": "bench-true"}).encode()
+            status, data = conn.request("POST", "/v1/submitjob",
+                                        signer.headers("POST", "/v1/submitjob", host, body),
+                                        body)
+            if status != 200:
+                error = f"SubmitJob -> {status}: {data[:300]!r}"
+                break
+            ids.append(json.loads(data)["jobId"])
+        conn.close()
+        pipe.send((ids, time.process_time() - cpu0, error))
+
+
+def _submit_raw(port: int, queue: str, jobs: int, clients: int, rate: float
+                ) -> tuple[list[str], float, float, float]:
+    """(job ids, wall start, wall end of submitting, client CPU s) from forked raw clients."""
+    ctx = multiprocessing.get_context("fork")
+    start_at = time.monotonic() + 0.3
+    pipes, processes = [], []
+    for i in range(clients):
+        ours, theirs = ctx.Pipe(duplex=False)
+        work = Submitter(port, queue, i, clients, jobs // clients + (i < jobs % clients),
+                         start_at, rate)
+        process = ctx.Process(target=work, args=(theirs,), daemon=True)
+        process.start()
+        pipes.append(ours)
+        processes.append(process)
+    start = time.time() + (start_at - time.monotonic())
+    ids: list[str] = []
+    cpu = 0.0
+    errors = []
+    for pipe in pipes:
+        mine, used, error = pipe.recv()
+        ids += mine
+        cpu += used
+        if error:
+            errors.append(error)
+    submitted = time.time()
+    for process in processes:
+        process.join()
+    if errors:
+        raise RuntimeError(errors[0])
+    return ids, start, submitted, cpu
+
+
+def _submit_boto3(url: str, queue: str, jobs: int, clients: int, rate: float
+                  ) -> tuple[list[str], float, float, float]:
+    """The same from boto3 clients in threads of this process."""
+    sessions = [_client(url) for _ in range(clients)]
+    per_client: list[list[str]] = [[] for _ in range(clients)]
+
+    def submit(i: int) -> None:
+        began = time.monotonic()
+        for n in range(jobs // clients + (i < jobs % clients)):
+            if rate > 0:
+                time.sleep(max(0.0, began + n * clients / rate - time.monotonic()))
+            per_client[i].append(sessions[i].submit_job(
+                jobName=f"j{i}-{n}", jobQueue=queue, jobDefinition="bench-true")["jobId"])
+
+    cpu0 = time.process_time()
+    start = time.time()
+    _parallel(clients, submit)
+    return ([j for chunk in per_client for j in chunk], start, time.time(),
+            time.process_time() - cpu0)
+
+
 def run_kobako(url: str, jobs: int, clients: int, pid: int | None = None,
-               rate: float = 0.0) -> Result:
+               rate: float = 0.0, client: str = "raw") -> Result:
     """`rate` > 0 paces submission (jobs/s, all clients together) to measure latency
     under a load the scheduler can sustain, rather than with a backlog."""
     batch = _client(url)
@@ -123,38 +295,31 @@ def run_kobako(url: str, jobs: int, clients: int, pid: int | None = None,
         jobDefinitionName="bench-true", type="container",
         containerProperties={"image": "busybox", "command": ["true"], "resourceRequirements": [
             {"type": "VCPU", "value": "1"}, {"type": "MEMORY", "value": "64"}]})
-    sessions = [_client(url) for _ in range(clients)]
-
-    def submit(n: int, ids: list[str], client: Any) -> None:
-        began = time.monotonic()
-        for i in range(n):
-            if rate > 0:
-                time.sleep(max(0.0, began + i * clients / rate - time.monotonic()))
-            ids.append(client.submit_job(jobName=f"j{i}", jobQueue=queue,
-                                         jobDefinition="bench-true")["jobId"])
-
-    warm: list[str] = []
-    submit(20, warm, batch)
+    warm = [batch.submit_job(jobName=f"w{i}", jobQueue=queue, jobDefinition="bench-true")[
+        "jobId"] for i in range(20)]
     _wait_all(batch, warm)
-    per_client: list[list[str]] = [[] for _ in range(clients)]
-    cpu_before = cpu_seconds(pid) if pid else 0.0
-    start = time.time()
-    _parallel(clients, lambda i: submit(jobs // clients + (i < jobs % clients),
-                                        per_client[i], sessions[i]))
-    submitted = time.time()
-    ids = [j for chunk in per_client for j in chunk]
+    cpu_before = cpu_seconds(pid) if pid else (0.0, 0.0)
+    if client == "raw":
+        port = int(url.rsplit(":", 1)[1].split("/")[0])
+        ids, start, submitted, client_cpu = _submit_raw(port, queue, jobs, clients, rate)
+    else:
+        ids, start, submitted, client_cpu = _submit_boto3(url, queue, jobs, clients, rate)
     details = _wait_all(batch, ids)
-    cpu = (cpu_seconds(pid) - cpu_before) if pid else 0.0
+    cpu_after = cpu_seconds(pid) if pid else (0.0, 0.0)
     failed = [d for d in details if d["status"] != "SUCCEEDED"]
     if failed:
         raise RuntimeError(f"{len(failed)} jobs did not succeed: {failed[0]}")
     last = max(d["stoppedAt"] for d in details) / 1000
     latencies = [float(d["startedAt"] - d["createdAt"]) for d in details]
-    return Result("kobako" if rate <= 0 else f"kobako@{rate:g}/s", len(ids), last - start,
-                  latencies,
-                  f"submitting took {submitted - start:.2f} s "
-                  f"({len(ids) / (submitted - start):.0f} submits/s)"
-                  + (f"; server + jobs CPU {cpu * 1000 / len(ids):.2f} ms/job" if pid else ""))
+    server_ms = (cpu_after[0] - cpu_before[0]) * 1000 / len(ids)
+    jobs_ms = (cpu_after[1] - cpu_before[1]) * 1000 / len(ids)
+    name = "kobako" if rate <= 0 else f"kobako@{rate:g}/s"
+    return Result(name, len(ids), last - start, latencies,
+                  f"{client} client; submitting took {submitted - start:.2f} s "
+                  f"({len(ids) / (submitted - start):.0f} submits/s), client CPU "
+                  f"{client_cpu * 1000 / len(ids):.2f} ms/job"
+                  + (f"; CPU per job: server {server_ms:.2f} ms, the job's own processes "
+                     f"{jobs_ms:.2f} ms" if pid else ""))
 
 
 def _wait_all(batch: Any, ids: list[str], timeout: float = 600) -> list[dict[str, Any]]:
@@ -256,24 +421,30 @@ def main() -> int:
     parser.add_argument("--skip-kobako", action="store_true")
     parser.add_argument("--rate", type=float, default=0.0,
                         help="also run kobako with submission paced to this many jobs/s")
+    parser.add_argument("--client", choices=("raw", "boto3"), default="raw",
+                        help="who submits: lean SigV4 clients in processes (default) or boto3")
     parser.add_argument("--json", action="store_true", help="print results as JSON")
     args = parser.parse_args()
+    check_signer()
+    load_start = os.getloadavg()[0]
     results: list[Result] = []
     if args.skip_kobako:
         pass
     elif args.url:
-        results.append(run_kobako(args.url, args.jobs, args.clients))
+        results.append(run_kobako(args.url, args.jobs, args.clients, rate=args.rate,
+                                  client=args.client))
     else:
         with kobako_server(args.log_level) as (url, pid):
-            results.append(run_kobako(url, args.jobs, args.clients, pid))
+            results.append(run_kobako(url, args.jobs, args.clients, pid, client=args.client))
         if args.rate > 0:
             with kobako_server(args.log_level) as (url, pid):
-                results.append(run_kobako(url, args.jobs, args.clients, pid, args.rate))
+                results.append(run_kobako(url, args.jobs, args.clients, pid, args.rate,
+                                          args.client))
     why = "skipped (--skip-slurm)" if args.skip_slurm else slurm_ready()
     if not why:
         results.append(run_slurm(args.jobs, args.clients))
     print(f"{args.jobs} trivial jobs (`true`), {args.clients} concurrent clients, "
-          f"{os.cpu_count()} CPUs")
+          f"{os.cpu_count()} CPUs, load average {load_start:.2f} -> {os.getloadavg()[0]:.2f}")
     print(f"{'scheduler':<10} {'jobs/s':>8} {'p50 ms':>9} {'p99 ms':>9}  notes")
     for r in results:
         print(f"{r.name:<10} {r.rate:>8.1f} {r.pct(50):>9.1f} {r.pct(99):>9.1f}  {r.note}")

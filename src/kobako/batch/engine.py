@@ -43,6 +43,10 @@ NEVER_FITS = ("MISCONFIGURATION:JOB_RESOURCE_REQUIREMENT - The job resource requ
               "job queue.")
 
 
+# At most how long a started attempt waits to be written as RUNNING when no other
+# pass comes first (each pass writes all transitions gathered since the last one).
+STARTED_WRITE_S = 0.01
+
 # How many RUNNABLE jobs a scheduling pass looks at per queue (or per share): a
 # window, so that a pass costs the same with ten or ten thousand jobs waiting.
 WINDOW = 256
@@ -138,6 +142,8 @@ class Engine:
         self._config: tuple[dict[str, Row], list[Row], dict[str, Policy]] | None = None
         self._workdirs = WorkdirPool(self.work_root)
         self._never_fits_seen = False
+        self._later: asyncio.TimerHandle | None = None
+        self._choices: dict[str, tuple[str | None, dict[str, str]]] = {}
 
     # ------------------------------------------------------------ lifecycle
 
@@ -155,6 +161,9 @@ class Engine:
         """Stop scheduling and kill running process groups; the DB keeps them in flight,
         so the next start records those attempts as interrupted."""
         self._stopping = True
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         if self._loop_task is not None:
             self._loop_task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -171,6 +180,14 @@ class Engine:
 
     def wake(self) -> None:
         self._wake.set()
+
+    def _wake_later(self) -> None:
+        if self._later is None:
+            self._later = asyncio.get_running_loop().call_later(STARTED_WRITE_S, self._woken)
+
+    def _woken(self) -> None:
+        self._later = None
+        self.wake()
 
     async def recover(self) -> None:
         for row in self.store.in_flight():
@@ -198,9 +215,18 @@ class Engine:
 
     def _flush(self) -> None:
         """Write the attempts started and ended since the last pass, in one transaction."""
+        started, ended = self._take_transitions()
+        self.store.apply(started, ended)
+
+    def _take_transitions(self) -> tuple[list[tuple[str, int, str, str | None]], list[Ended]]:
+        """What the pass writes; the delayed pass for started attempts is not needed
+        any more."""
+        if self._later is not None:
+            self._later.cancel()
+            self._later = None
         started, ended = self._started, self._ended
         self._started, self._ended = [], []
-        self.store.apply(started, ended)
+        return started, ended
 
     def _capacity(self) -> tuple[dict[str, float], float, int, list[str]]:
         per_ce: dict[str, float] = {}
@@ -258,6 +284,7 @@ class Engine:
     def changed(self) -> None:
         """Compute environments, queues or scheduling policies changed: re-read them."""
         self._config = None
+        self._choices.clear()
         self.wake()
 
     def _load_config(self) -> tuple[dict[str, Row], list[Row], dict[str, Policy]]:
@@ -272,7 +299,9 @@ class Engine:
 
     def _schedule(self) -> None:
         """One pass, one transaction: record what started and ended since the last pass,
-        then claim what fits now."""
+        then claim what fits now. A pass with nothing to record chooses with plain reads
+        and opens a transaction only if it claims (or marks) a job: the claim's UPDATE
+        checks the job is still RUNNABLE."""
         db = self.store.db
         per_ce, cpus, memory, free_gpus = self._capacity()
         if cpus >= self.host.cpus:
@@ -283,9 +312,10 @@ class Engine:
         assignments: list[tuple[str, str, str | None]] = []
         self._claiming = {}
         blocked: list[tuple[str, str | None, str | None]] = []
-        started, ended = self._started, self._ended
-        self._started, self._ended = [], []
-        with db.transaction():
+        started, ended = self._take_transitions()
+        writing = bool(started or ended)
+        claimed: list[Row] = []
+        with db.transaction() if writing else contextlib.nullcontext():
             self.store.apply(started, ended, in_transaction=True)
             for queue in queues:
                 queue_arn = str(queue["arn"])
@@ -332,10 +362,12 @@ class Engine:
                             self.usage.charge(queue_arn, share, need_cpu * DISPATCH_CHARGE_S,
                                               policy.decay_s, now_s)
                         break
-            for job_id, old, new in blocked:
-                if old != new:
-                    self.store.set_reason(job_id, new)
-            claimed = self.store.claim(assignments)
+            reasons = [(job_id, new) for job_id, old, new in blocked if old != new]
+            if writing:
+                claimed = self._write_claims(reasons, assignments)
+        if not writing and (reasons or assignments):
+            with db.transaction():
+                claimed = self._write_claims(reasons, assignments)
         claiming, self._claiming = self._claiming, {}
         for row in claimed:
             queue_arn, share, gpu_ids, _ = claiming[str(row["job_id"])]
@@ -344,6 +376,12 @@ class Engine:
                               share=share, gpu_ids=gpu_ids, started_s=now_s)
             self.running[running.job_id] = running
             running.task = asyncio.create_task(self._run(row, running))
+
+    def _write_claims(self, reasons: list[tuple[str, str | None]],
+                      assignments: list[tuple[str, str, str | None]]) -> list[Row]:
+        for job_id, reason in reasons:
+            self.store.set_reason(job_id, reason)
+        return self.store.claim(assignments)
 
     def _queue_limit(self, queue: str, policy: Policy | None, order: list[Row]
                      ) -> float | None:
@@ -415,9 +453,11 @@ class Engine:
             running.attempt = attempt
             if running.stop_reason is not None:
                 await attempt.kill()
-            # Written with the pass's other transitions, in one transaction.
+            # Written with the next pass's other transitions, in one transaction: the
+            # next submit or finish brings one soon; if none does, a pass comes at the
+            # latest STARTED_WRITE_S later (the job's startedAt is the spawn time anyway).
             self._started.append((job_id, started, attempt.ref, row["parent_id"]))
-            self.wake()
+            self._wake_later()
             stream = f"{detail['jobDefinitionName']}/default/{job_id}"
             scope = Scope(row["account"], row["region"])
             if (detail.get("timeout") or {}).get("attemptDurationSeconds") is None:
@@ -460,11 +500,15 @@ class Engine:
 
     def _runtime_choice(self, ce_arn: str) -> dict[str, Any]:
         """The CE's tags pick its backend (kobako:runtime) and OCI runtime
-        (kobako:oci-runtime); untagged CEs use the configured default."""
-        tags = self.store.tags(ce_arn)
-        options = {"oci_runtime": tags["kobako:oci-runtime"]} if tags.get(
-            "kobako:oci-runtime") else {}
-        return {"runtime": tags.get("kobako:runtime"), "options": options}
+        (kobako:oci-runtime); untagged CEs use the configured default. Kept until
+        `changed()` (tagging a compute environment calls it)."""
+        choice = self._choices.get(ce_arn)
+        if choice is None:
+            tags = self.store.tags(ce_arn)
+            options = {"oci_runtime": tags["kobako:oci-runtime"]} if tags.get(
+                "kobako:oci-runtime") else {}
+            choice = self._choices[ce_arn] = (tags.get("kobako:runtime"), options)
+        return {"runtime": choice[0], "options": dict(choice[1])}
 
     async def _wait(self, attempt: Attempt, detail: dict[str, Any], running: Running) -> int:
         seconds = (detail.get("timeout") or {}).get("attemptDurationSeconds")
@@ -535,8 +579,9 @@ class Engine:
             self.usage.charge(running.queue_arn, running.share, running.vcpus * extra, decay,
                               now_ms() / 1000)
         attempts = [*(loads(row["attempts"]) or []), attempt]
+        # Written by the pass that `_run` runs when it ends (or by recover's or stop's
+        # flush), not by a pass of its own.
         self._ended.append(Ended(job_id, attempts, status, status_reason, terminated))
-        self.wake()
 
     # ------------------------------------------------------------ other holders
 

@@ -256,13 +256,20 @@ def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
             raise client_error(f"Resource {arn} does not exist")
         return arn
 
+    def _tags_changed(arn: str) -> None:
+        if ":compute-environment/" in arn:
+            engine.changed()  # its kobako:runtime tags pick the runtime of new attempts
+
     async def tag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        store.set_tags(_resource(ctx, str(params.get("resourceArn"))), params.get("tags") or {})
+        arn = _resource(ctx, str(params.get("resourceArn")))
+        store.set_tags(arn, params.get("tags") or {})
+        _tags_changed(arn)
         return {}
 
     async def untag_resource(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        store.remove_tags(_resource(ctx, str(params.get("resourceArn"))),
-                          params.get("tagKeys") or [])
+        arn = _resource(ctx, str(params.get("resourceArn")))
+        store.remove_tags(arn, params.get("tagKeys") or [])
+        _tags_changed(arn)
         return {}
 
     async def list_tags(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:

@@ -289,7 +289,8 @@ class BatchStore:
         work = list(finished)
         while work:
             job_id = work.pop()
-            row = self.job(job_id)
+            row = self.db.one("SELECT status, parent_id FROM batch_jobs WHERE job_id = ?",
+                              (job_id,))
             if row is None:
                 continue
             waiting = self.db.query(

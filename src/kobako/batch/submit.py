@@ -7,7 +7,6 @@ later changes to the definition do not change a submitted job, as in AWS.
 
 from __future__ import annotations
 
-import copy
 import re
 import uuid
 from typing import Any
@@ -59,7 +58,9 @@ def resources(container: dict[str, Any]) -> tuple[float, int | None, int]:
 
 def resolve_container(definition: dict[str, Any], params: dict[str, Any]
                       ) -> tuple[dict[str, Any], dict[str, str]]:
-    container = copy.deepcopy(definition.get("containerProperties") or {})
+    # A shallow copy is enough: only top-level keys are replaced below, never nested
+    # values changed in place (and the caller's `definition` is freshly decoded).
+    container = dict(definition.get("containerProperties") or {})
     overrides = params.get("containerOverrides") or {}
     if overrides.get("command") is not None:
         container["command"] = overrides["command"]

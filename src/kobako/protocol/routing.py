@@ -51,6 +51,10 @@ class _MethodIndex:
     query_values: list[tuple[str, str]] = field(default_factory=list)  # literal key=value
     header_names: set[str] = field(default_factory=set)
     cache: dict[tuple[object, ...], int] = field(default_factory=dict)
+    # Templates without labels (Batch's `/v1/submitjob`): found by one dict lookup of
+    # the path without its trailing slash, instead of one regex each.
+    literal: dict[str, list[int]] = field(default_factory=dict)
+    labelled: list[int] = field(default_factory=list)  # the other templates
 
 
 @dataclass(frozen=True)
@@ -116,6 +120,12 @@ class OperationRouter:
             index = self._index.setdefault(route.method, _MethodIndex())
             if route.pattern not in index.patterns:
                 index.patterns.append(route.pattern)
+                template = str(route.operation.http.get("requestUri", "/")).partition("?")[0]
+                if route.labels:
+                    index.labelled.append(len(index.patterns) - 1)
+                else:
+                    index.literal.setdefault(template.rstrip("/"), []).append(
+                        len(index.patterns) - 1)
             index.pattern_of.append(index.patterns.index(route.pattern))
             index.routes.append(route)
             for key, value in route.literal_query:
@@ -130,13 +140,19 @@ class OperationRouter:
 
         The choice depends only on which path templates match, which query keys and
         headers the routes name are present (and literal query values equal), so it is
-        cached under that key: a request costs one regex match per distinct template of
-        its method (S3: at most four), not one per operation.
+        cached under that key: a request costs one regex match per distinct template with
+        labels of its method (S3: at most four) and one dict lookup for all the literal
+        ones, not one match per operation.
         """
         index = self._index.get(request.method)
         if index is None:
             return None
-        found = [pattern.match(path) for pattern in index.patterns]
+        patterns = index.patterns
+        found: list[re.Match[str] | None] = [None] * len(patterns)
+        for position in index.labelled:
+            found[position] = patterns[position].match(path)
+        for position in index.literal.get(path[:-1] if path.endswith("/") else path, ()):
+            found[position] = patterns[position].match(path)
         key = (
             tuple(m is not None for m in found),
             frozenset(request.query.keys() & index.query_names),

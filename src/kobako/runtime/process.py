@@ -21,10 +21,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import functools
 import logging
 import os
 import resource
+import shutil
 import signal
 import subprocess
 import threading
@@ -47,6 +49,10 @@ def base_environment() -> dict[str, str]:
     return {k: v for k, v in os.environ.items() if not k.startswith(_PRIVATE_PREFIXES)}
 
 
+def _encoded(env: dict[str, str]) -> dict[bytes, bytes]:
+    return {os.fsencode(k): os.fsencode(v) for k, v in env.items()}
+
+
 def _limits(memory_mib: int | None) -> Callable[[], None] | None:
     if memory_mib is None:
         return None
@@ -67,7 +73,7 @@ class ProcessAttempt:
         self._buffers: dict[int, bytearray] = {}
         self._exit: asyncio.Future[int] = self._loop.create_future()
         for fd, name in ((out_fd, "stdout"), (err_fd, "stderr")):
-            os.set_blocking(fd, False)
+            fcntl.fcntl(fd, fcntl.F_SETFL, os.O_NONBLOCK)  # a fresh pipe has no other flag
             self._buffers[fd] = bytearray()
             self._loop.add_reader(fd, self._readable, fd, name)
         self._watch_exit()
@@ -180,14 +186,40 @@ class ProcessRuntime:
         self._spawner: ThreadPoolExecutor | None = None
         self._binder = Binder()
         self._told: set[str] = set()
+        # The server's environment, read and encoded once (os.environ decodes every
+        # key and value on each read), and where each program name was found on PATH.
+        self._base_env: dict[bytes, bytes] | None = None
+        self._found: dict[tuple[str, str], str] = {}
+
+    def _environment(self, extra: dict[str, str]) -> dict[bytes, bytes]:
+        if self._base_env is None:
+            self._base_env = _encoded(base_environment())
+        env = dict(self._base_env)
+        env.update(_encoded(extra))
+        return env
+
+    def _executable(self, program: str, env: dict[bytes, bytes]) -> str | None:
+        """`program`'s path on the job's PATH, remembered: Popen would otherwise build
+        and try a candidate per PATH entry on every spawn. None: let Popen search."""
+        if "/" in program:
+            return None
+        path = os.fsdecode(env.get(b"PATH", os.defpath.encode()))
+        found = self._found.get((program, path))
+        if found is None:
+            found = shutil.which(program, path=path)
+            if found is None:
+                return None
+            self._found[(program, path)] = found
+        return found
 
     async def start(self, spec: AttemptSpec) -> ProcessAttempt:
         if not spec.argv:
             raise StartError("CannotStartContainerError: no command given")
-        spec.workdir.mkdir(parents=True, exist_ok=True)
-        env = base_environment()
-        env.update(spec.env)
+        if not os.path.isdir(spec.workdir):  # Batch's pooled directories exist already
+            spec.workdir.mkdir(parents=True, exist_ok=True)
+        env = self._environment(spec.env)
         argv = list(spec.argv)
+        executable = self._executable(argv[0], env)
         preexec = None
         limit: int | None = None
         # CUDA reserves address space far beyond what it uses, so RLIMIT_AS would make
@@ -208,9 +240,16 @@ class ProcessRuntime:
         try:
             # vfork blocks the caller until the child has exec'd: a spawner thread
             # keeps that wait (long on a busy machine) off the event loop.
-            process = await loop.run_in_executor(
-                self._spawner, functools.partial(
-                    _popen, argv, out_w, err_w, spec.workdir, env, preexec, limit))
+            try:
+                process = await loop.run_in_executor(self._spawner, functools.partial(
+                    _popen, argv, executable, out_w, err_w, spec.workdir, env, preexec, limit))
+            except FileNotFoundError:
+                if executable is None:
+                    raise
+                # The remembered path is gone: forget it and let Popen search PATH.
+                self._found.clear()
+                process = await loop.run_in_executor(self._spawner, functools.partial(
+                    _popen, argv, None, out_w, err_w, spec.workdir, env, preexec, limit))
         except FileNotFoundError:
             os.close(out_r)
             os.close(err_r)
@@ -281,11 +320,13 @@ class ProcessRuntime:
             self._spawner = None
 
 
-def _popen(argv: list[str], out: int, err: int, cwd: Path, env: dict[str, str],
-           preexec: Callable[[], None] | None, limit: int | None) -> subprocess.Popen[bytes]:
+def _popen(argv: list[str], executable: str | None, out: int, err: int, cwd: Path,
+           env: dict[bytes, bytes], preexec: Callable[[], None] | None, limit: int | None
+           ) -> subprocess.Popen[bytes]:
     """Spawn (vfork: no preexec_fn), then set RLIMIT_AS on the child at once."""
-    process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=out, stderr=err,
-                               cwd=cwd, env=env, start_new_session=True, preexec_fn=preexec)
+    process = subprocess.Popen(argv, executable=executable, stdin=subprocess.DEVNULL,
+                               stdout=out, stderr=err, cwd=cwd, env=env,
+                               start_new_session=True, preexec_fn=preexec)
     if limit is not None:
         with contextlib.suppress(ProcessLookupError):
             resource.prlimit(process.pid, resource.RLIMIT_AS, (limit, limit))
