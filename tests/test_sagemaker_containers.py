@@ -38,6 +38,35 @@ echo "total=$total hps=$hps job=$TRAINING_JOB_NAME" > /opt/ml/model/model.txt
 echo "done" > /opt/ml/output/data/report.txt
 """
 
+# One host of a multi-instance job: algo-1 serves on the master port, the others
+# connect to it by name; MODE=fail makes algo-2 fail (algo-1 then waits forever),
+# MODE=sleep keeps every host busy.
+CLUSTER = r"""#!/bin/sh
+set -e
+me=$SM_CURRENT_HOST
+echo "$me: up as $(hostname)"
+if [ "$MODE" = sleep ]; then exec sleep 300; fi
+if [ "$MODE" = fail ] && [ "$me" = algo-2 ]; then
+  echo "$me broke" > /opt/ml/output/failure
+  exit 3
+fi
+if [ "$me" = algo-1 ]; then
+  got=$(echo "hello from $me" | nc -l -p "$MASTER_PORT")
+else
+  i=0
+  until got=$(echo "hello from $me" | nc algo-1 "$MASTER_PORT" 2>/dev/null); do
+    i=$((i + 1))
+    [ "$i" -lt 300 ] || { echo "$me: algo-1 never answered"; exit 4; }
+    sleep 0.1
+  done
+fi
+echo "$me: got $got"
+config=$(tr -d ' \n' < /opt/ml/input/config/resourceconfig.json)
+printf '%s\n' "hostname=$(hostname)" "current=$SM_CURRENT_HOST" "hosts=$SM_HOSTS" \
+  "master=$MASTER_ADDR:$MASTER_PORT" "rank=$RANK/$WORLD_SIZE" "got=$got" \
+  "config=$config" > "/opt/ml/model/$me.txt"
+"""
+
 SERVE = """#!/bin/sh
 echo "serve: listening on 8080"
 exec nc -ll -p 8080 -e /usr/local/bin/handle
@@ -72,9 +101,9 @@ printf 'Content-Length: %d\r\nConnection: close\r\n\r\n%s' "${#out}" "$out"
 @pytest.fixture(scope="module")
 def engine(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Podman]:
     files = {"/usr/local/bin/train": TRAIN, "/usr/local/bin/serve": SERVE,
-             "/usr/local/bin/handle": HANDLE}
+             "/usr/local/bin/handle": HANDLE, "/usr/local/bin/cluster": CLUSTER}
     with podman_engine(tmp_path_factory.mktemp("podman-sm"), IMAGE,
-                       (*TOOLS, "nc", "printf"), files) as podman:
+                       (*TOOLS, "nc", "printf", "hostname"), files) as podman:
         yield podman
 
 
@@ -102,6 +131,10 @@ def _gone(engine: Podman, arn: str, timeout: float = 15) -> bool:
             return False
         time.sleep(0.1)
     return True
+
+
+def _networks(engine: Podman, arn: str) -> list[Any]:
+    return list(engine.client.networks.list(filters={"label": f"{JOB_LABEL}={arn}"}))
 
 
 def _training_request(bucket: str, name: str, prefix: str) -> dict[str, Any]:
@@ -170,6 +203,123 @@ def test_training_failure_reads_output_failure(srv: Server, engine: Podman) -> N
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == "AlgorithmError: bad data"
     assert _gone(engine, arn)
+
+
+def _cluster_request(bucket: str, name: str, mode: str, runtime: int = 120
+                     ) -> dict[str, Any]:
+    request = _training_request(bucket, name, "data")
+    request["AlgorithmSpecification"] = {
+        "TrainingImage": IMAGE, "TrainingInputMode": "File",
+        "ContainerEntrypoint": ["/usr/local/bin/cluster"]}
+    request["ResourceConfig"]["InstanceCount"] = 2
+    request["Environment"] = {"MODE": mode}
+    request["StoppingCondition"] = {"MaxRuntimeInSeconds": runtime}
+    return request
+
+
+def _wait_for(check: Any, timeout: float, what: str) -> Any:
+    deadline = time.monotonic() + timeout
+    while not (found := check()):
+        if time.monotonic() > deadline:
+            raise AssertionError(what)
+        time.sleep(0.1)
+    return found
+
+
+def test_two_hosts_reach_each_other_by_name(srv: Server, engine: Podman) -> None:
+    """Issue #9: one container per host, on a network of the job's own where algo-2
+    connects to algo-1 by name; each host has its own resourceconfig.json."""
+    s3, sm = srv.client("s3"), srv.client("sagemaker")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1\n")
+    name = unique("byoc-cluster")
+    arn = sm.create_training_job(**_cluster_request(bucket, name, "ok"))["TrainingJobArn"]
+    job = wait_job(sm, name, timeout=60)
+    assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
+    model = members(s3.get_object(Bucket=bucket, Key=f"output/{name}/output/model.tar.gz")
+                    ["Body"].read())
+    assert sorted(model) == ["algo-1.txt", "algo-2.txt"]
+    for rank, host in enumerate(("algo-1", "algo-2")):
+        fields = dict(line.split("=", 1) for line in model[f"{host}.txt"].decode().splitlines())
+        assert fields["hostname"] == host and fields["current"] == host
+        assert json.loads(fields["hosts"]) == ["algo-1", "algo-2"]
+        assert fields["master"] == "algo-1:7777" and fields["rank"] == f"{rank}/2"
+        other = "algo-2" if rank == 0 else "algo-1"
+        assert fields["got"] == f"hello from {other}"
+        config = json.loads(fields["config"])
+        assert config["current_host"] == host and config["hosts"] == ["algo-1", "algo-2"]
+        assert config["network_interface_name"] == "eth0"
+    lines = _log_lines(srv, "/aws/sagemaker/TrainingJobs", name)
+    assert "algo-1: up as algo-1" in lines and "algo-2: got hello from algo-1" in lines
+    assert _gone(engine, arn), "the training containers were not removed"
+    assert not _networks(engine, arn), "the job's network was not removed"
+
+
+def test_a_failing_host_fails_the_job_and_stops_the_others(srv: Server, engine: Podman
+                                                           ) -> None:
+    s3, sm = srv.client("s3"), srv.client("sagemaker")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1\n")
+    name = unique("byoc-cluster-fail")
+    arn = sm.create_training_job(**_cluster_request(bucket, name, "fail"))["TrainingJobArn"]
+    job = wait_job(sm, name, timeout=45)  # algo-1 would wait for algo-2 forever
+    assert job["TrainingJobStatus"] == "Failed"
+    assert job["FailureReason"] == "AlgorithmError: algo-2 broke"
+    assert _gone(engine, arn) and not _networks(engine, arn)
+
+
+def test_stop_and_max_runtime_stop_every_host(srv: Server, engine: Podman) -> None:
+    s3, sm = srv.client("s3"), srv.client("sagemaker")
+    bucket = unique("byoc")
+    s3.create_bucket(Bucket=bucket)
+    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1\n")
+    stopped, timed = unique("byoc-cluster-stop"), unique("byoc-cluster-max")
+    arn = sm.create_training_job(**_cluster_request(bucket, stopped, "sleep"))[
+        "TrainingJobArn"]
+    timed_arn = sm.create_training_job(**_cluster_request(bucket, timed, "sleep", runtime=3))[
+        "TrainingJobArn"]
+    _wait_for(lambda: [c.status for c in _labelled(engine, arn)] == ["running"] * 2, 30,
+              "the hosts never ran")
+    assert len(_networks(engine, arn)) == 1
+    sm.stop_training_job(TrainingJobName=stopped)
+    job = wait_job(sm, stopped, timeout=30)
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped", "Stopped")
+    job = wait_job(sm, timed, timeout=30)
+    assert (job["TrainingJobStatus"], job["SecondaryStatus"]) == ("Stopped",
+                                                                  "MaxRuntimeExceeded")
+    for job_arn in (arn, timed_arn):
+        assert _gone(engine, job_arn) and not _networks(engine, job_arn)
+
+
+def test_restart_removes_the_hosts_and_their_network(engine: Podman, tmp_path: Path) -> None:
+    """kill -9 while both hosts run: the next start fails the job and removes its
+    containers and network."""
+    config = tmp_path / "kobako.toml"
+    config.write_text(f'[runtime]\nsagemaker = "container"\ncontainer_host = "{engine.host}"\n')
+    first = start_server(tmp_path / "data", config=config)
+    try:
+        s3, sm = first.client("s3"), first.client("sagemaker")
+        bucket = unique("byoc")
+        s3.create_bucket(Bucket=bucket)
+        s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1\n")
+        name = unique("byoc-cluster-orphan")
+        arn = sm.create_training_job(**_cluster_request(bucket, name, "sleep"))[
+            "TrainingJobArn"]
+        _wait_for(lambda: len(_labelled(engine, arn)) == 2, 30, "hosts never started")
+    finally:
+        first.kill()
+    assert len(_networks(engine, arn)) == 1
+    second = start_server(tmp_path / "data", config=config)
+    try:
+        job = wait_job(second.client("sagemaker"), name, timeout=10)
+        assert job["TrainingJobStatus"] == "Failed"
+        assert job["FailureReason"].startswith("InternalServerError: the kobako server stopped")
+        assert _gone(engine, arn), "the orphan hosts were not removed"
+        assert not _networks(engine, arn), "the orphan network was not removed"
+    finally:
+        second.stop()
 
 
 def test_endpoint_serves_from_the_image(srv: Server, engine: Podman) -> None:

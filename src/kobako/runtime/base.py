@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,9 @@ class AttemptSpec:
     # Which backend runs it ("process", "container"); None means the configured default.
     runtime: str | None = None
     # Backend options a compute environment may pin, e.g. {"oci_runtime": "runc"}; and
-    # "job_id", the container's job label when it is not AWS_BATCH_JOB_ID (SageMaker).
+    # "job_id", the container's job label when it is not AWS_BATCH_JOB_ID (SageMaker);
+    # "network" (a name from `Networks.create_network`), "network_aliases" (comma
+    # separated names the other attempts on it resolve) and "hostname" (container only).
     options: Mapping[str, str] = field(default_factory=dict)
     # The job's resolved containerProperties (volumes, mountPoints, linuxParameters,
     # ulimits, user, ...): the process backend ignores them, the container one honours them.
@@ -89,4 +91,20 @@ class Runtime(Protocol):
 
     async def close(self) -> None:
         """Kill everything still running (server shutdown)."""
+        ...
+
+
+@runtime_checkable
+class Networks(Protocol):
+    """A backend that gives one job's attempts a private network on which they resolve
+    each other by name (the hosts algo-1..N of a multi-instance SageMaker job)."""
+
+    async def create_network(self, job_id: str) -> str:
+        """The new network's name (for AttemptSpec.options["network"]); its durable ref,
+        for `Runtime.reap` after a crash, is `network:<name>`. Raises StartError."""
+        ...
+
+    async def remove_network(self, name: str, job_id: str) -> None:
+        """Remove the network, and whatever of the job is still attached to it, if it is
+        `job_id`'s; nothing if it is gone."""
         ...

@@ -5,13 +5,18 @@ found at the configured host, else DOCKER_HOST, else the usual sockets. docker-p
 blocking, so engine calls run in threads (the long-lived ones in their own, see
 threads.py). Containers carry the job id and an owner label
 (one per data directory), so a restarted server finds and removes what its previous
-run left behind even when it never recorded the container's id.
+run left behind even when it never recorded the container's id. A job whose containers
+must reach each other by name (multi-instance SageMaker training) gets its own
+user-defined bridge network, labelled the same way; the engine's DNS (Docker's embedded
+server, Podman's aardvark-dns) answers for the containers' aliases on it.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
+import hashlib
 import logging
 import os
 import threading
@@ -66,6 +71,12 @@ def default_host() -> str | None:
         if Path(path).exists():
             return f"unix://{path}"
     return None
+
+
+def network_name(owner: str, job_id: str) -> str:
+    """One job's network: stable (a restart finds it by its label anyway) and a valid
+    engine name whatever the job id holds (ARNs have ':' and '/')."""
+    return f"kobako-{owner[:12]}-{hashlib.sha256(job_id.encode()).hexdigest()[:16]}"
 
 
 def _timestamp_ms(stamp: str, arrived_ms: int) -> int:
@@ -294,6 +305,14 @@ async def remove(client: docker.DockerClient, container_id: str) -> None:
             log.warning("could not remove container %s: %s", container_id[:12], error)
 
 
+async def _remove_network(client: docker.DockerClient, name: str) -> None:
+    with contextlib.suppress(docker.errors.NotFound):
+        try:
+            await asyncio.to_thread(client.api.remove_network, name)
+        except (docker.errors.APIError, OSError) as error:
+            log.warning("could not remove network %s: %s", name, error)
+
+
 class ContainerRuntime:
     """Runs attempts as containers on a Docker Engine API endpoint."""
 
@@ -307,6 +326,7 @@ class ContainerRuntime:
         self._images: ImageCache | None = None
         self._connect_lock = threading.Lock()
         self._running: dict[str, ContainerAttempt] = {}
+        self._networks: set[str] = set()  # created by this run: never swept
 
     def _connect(self) -> docker.DockerClient:
         with self._connect_lock:
@@ -369,7 +389,70 @@ class ContainerRuntime:
     def _forget(self, container_id: str) -> None:
         self._running.pop(container_id, None)
 
+    async def create_network(self, job_id: str) -> str:
+        """A bridge network for one job's containers, labelled with the job and owner.
+        One of the same name left by an earlier run for this job is removed first."""
+        name = network_name(self.owner, job_id)
+        labels = {JOB_LABEL: job_id, OWNER_LABEL: self.owner}
+        try:
+            client = await self.client()
+        except docker.errors.DockerException as error:
+            raise StartError(f"CannotStartContainerError: container engine at {self.host} "
+                             f"did not answer: {error}") from None
+        create = functools.partial(client.api.create_network, name, driver="bridge",
+                                   labels=labels, check_duplicate=True)
+        try:
+            try:
+                await asyncio.to_thread(create)
+            except (docker.errors.APIError, OSError):
+                # Docker answers 409 for a name in use, Podman 500: look, don't parse.
+                if await self._network_labels(client, name) is None:
+                    raise
+                await self.remove_network(name, job_id)
+                await asyncio.to_thread(create)
+        except (docker.errors.APIError, OSError) as error:
+            detail = getattr(error, "explanation", None) or error
+            raise StartError(f"CannotStartContainerError: could not create network {name}: "
+                             f"{detail}") from None
+        self._networks.add(name)
+        return name
+
+    async def _network_labels(self, client: docker.DockerClient, name: str
+                              ) -> dict[str, str] | None:
+        """The network's labels; None if it does not exist (or cannot be inspected)."""
+        try:
+            attrs = await asyncio.to_thread(client.api.inspect_network, name)
+        except (docker.errors.APIError, OSError):
+            return None
+        return dict(attrs.get("Labels") or {})
+
+    async def remove_network(self, name: str, job_id: str) -> None:
+        """Remove the job's network: first the containers of ours still attached (an
+        engine refuses to remove a network in use), then the network."""
+        try:
+            client = await self.client()
+        except docker.errors.DockerException:
+            return
+        labels = await self._network_labels(client, name)
+        if labels is None or labels.get(OWNER_LABEL) != self.owner \
+                or labels.get(JOB_LABEL) != job_id:
+            self._networks.discard(name)
+            return
+        try:
+            attached = await asyncio.to_thread(
+                client.api.containers, all=True,
+                filters={"network": name, "label": f"{OWNER_LABEL}={self.owner}"})
+        except (docker.errors.APIError, OSError):
+            attached = []
+        for entry in attached:
+            await remove(client, str(entry["Id"]))
+        await _remove_network(client, name)
+        self._networks.discard(name)
+
     async def reap(self, ref: str, marker: str) -> None:
+        if ref.startswith("network:"):
+            await self.remove_network(ref.split(":", 1)[1], marker.partition("=")[2])
+            return
         if not ref.startswith("container:"):
             return
         container_id = ref.split(":", 1)[1]
@@ -393,6 +476,18 @@ class ContainerRuntime:
             log.info("removing container %s left by a previous run (job %s)",
                      str(entry["Id"])[:12], (entry.get("Labels") or {}).get(JOB_LABEL))
             await remove(client, str(entry["Id"]))
+        try:
+            networks = await asyncio.to_thread(
+                client.api.networks, filters={"label": f"{OWNER_LABEL}={self.owner}"})
+        except (docker.errors.APIError, OSError) as error:
+            log.warning("could not list networks left by a previous run: %s", error)
+            networks = []
+        for entry in networks:
+            name = str(entry.get("Name") or "")
+            if name and name not in self._networks:
+                log.info("removing network %s left by a previous run (job %s)", name,
+                         (entry.get("Labels") or {}).get(JOB_LABEL))
+                await _remove_network(client, name)
         return len(found)
 
     async def close(self) -> None:

@@ -146,4 +146,21 @@ def create_kwargs(spec: AttemptSpec, job_id: str, owner: str) -> dict[str, Any]:
                            for m in props["portMappings"]}
     if spec.options.get("oci_runtime"):
         kwargs["runtime"] = spec.options["oci_runtime"]
+    kwargs.update(network_kwargs(spec.options))
+    return kwargs
+
+
+def network_kwargs(options: Mapping[str, str]) -> dict[str, Any]:
+    """A user-defined network to join, under aliases the engine's DNS answers for the
+    other containers on it, and a hostname; nothing (the engine's default network)
+    unless options name them."""
+    kwargs: dict[str, Any] = {}
+    network = options.get("network")
+    if network:
+        aliases = [a for a in options.get("network_aliases", "").split(",") if a]
+        kwargs["network"] = network
+        if aliases:
+            kwargs["networking_config"] = {network: {"Aliases": aliases}}
+    if options.get("hostname"):
+        kwargs["hostname"] = options["hostname"]
     return kwargs

@@ -73,8 +73,15 @@ class RuntimeSet:
         raise StartError(f"CannotStartContainerError: unknown kobako runtime {name!r} "
                          "(tag kobako:runtime must be process or container)")
 
+    async def create_network(self, job_id: str) -> str:
+        """Networks are the container backend's (processes share the host's)."""
+        return await self.container.create_network(job_id)
+
+    async def remove_network(self, name: str, job_id: str) -> None:
+        await self.container.remove_network(name, job_id)
+
     async def reap(self, ref: str, marker: str) -> None:
-        if ref.startswith("container:"):
+        if ref.startswith(("container:", "network:")):
             await self.container.reap(ref, marker)
         else:
             await self.process.reap(ref, marker)

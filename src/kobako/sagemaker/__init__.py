@@ -14,7 +14,8 @@ installed there (or listed in the source's requirements.txt). Any other job runs
 AlgorithmSpecification.ContainerEntrypoint (+ ContainerArguments) if given, else
 `<TrainingImage>/train` when TrainingImage names a local directory, else `train`
 from PATH: the `docker run <image> train` of AWS. With the container runtime (see
-`placement`), real images run as containers with /opt/ml mounted.
+`placement`), real images run as containers with /opt/ml mounted; a multi-instance
+training job's containers share a network of the job's own (hosts algo-1..N).
 """
 
 from __future__ import annotations

@@ -23,7 +23,14 @@ from typing import Any
 
 from kobako.batch.engine import gpu_environment
 from kobako.logs.store import LogStore, Scope
-from kobako.runtime.base import Attempt, AttemptSpec, OutputLine, Runtime, StartError
+from kobako.runtime.base import (
+    Attempt,
+    AttemptSpec,
+    Networks,
+    OutputLine,
+    Runtime,
+    StartError,
+)
 from kobako.s3.store import S3Store
 from kobako.sagemaker import artifacts, contract
 from kobako.sagemaker import training_support as support
@@ -64,6 +71,8 @@ class Run:
     detail: dict[str, Any]
     task: asyncio.Task[None] | None = None
     attempts: list[Attempt] = field(default_factory=list)
+    # The multi-host container job's network (removed with the job).
+    network: str | None = None
     stop_requested: bool = False
     timed_out: bool = False
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
@@ -206,6 +215,8 @@ class TrainingRunner:
             self._finish(detail, "Failed", "Failed")
             self._save(run)
         finally:
+            if run.network is not None:
+                await self._remove_network(run)
             if grant is not None:
                 await self.capacity.release(grant)
             if not self._stopping:
@@ -306,7 +317,10 @@ class TrainingRunner:
         hosts = contract.host_names(count)
         cpus, memory, gpus = (max(1, grant.cpus // count), grant.memory_mib // count,
                               grant.gpus // count)
-        port = support.master_port()
+        port, master = support.master_port(), "127.0.0.1"
+        if choice.runtime == "container" and count > 1:
+            await self._create_network(run)
+            port, master = support.CONTAINER_MASTER_PORT, hosts[0]
         scope = Scope(run.key.account, run.key.region)
         streams = [support.stream(run.key.name, host) for host in hosts]
         deps = None if choice.runtime == "container" else await support.install_requirements(
@@ -327,7 +341,7 @@ class TrainingRunner:
                 config_dir = inside.config
             env = contract.environment(inside, detail, decoded, cpus, gpus, host, hosts,
                                        config_dir)
-            env.update(support.distributed_env(rank, hosts, port))
+            env.update(support.distributed_env(rank, hosts, port, master))
             env.update(gpu_environment(self.capacity.host,
                                        grant.gpu_ids[rank * gpus:(rank + 1) * gpus]))
             if deps is not None:
@@ -339,7 +353,8 @@ class TrainingRunner:
                 specs.append(AttemptSpec(
                     argv=argv, env=env, workdir=cwd, vcpus=float(cpus), memory_mib=memory,
                     gpus=gpus, gpu_ids=gpu_ids, image=choice.image, runtime="container",
-                    options={"job_id": detail["TrainingJobArn"]},
+                    options=support.cluster_options(detail["TrainingJobArn"], host,
+                                                    run.network),
                     properties=support.container_properties(layout.root, rank, host,
                                                             algorithm, checkpoints)))
                 continue
@@ -353,8 +368,10 @@ class TrainingRunner:
             try:
                 run.attempts.append(await self.runtime.start(spec))
             except StartError as error:
+                for started in run.attempts:  # the hosts already up wait for this one
+                    await started.kill()
                 raise JobFailed(f"AlgorithmError: {error.reason}") from None
-        self.store.set_refs(run.key, [a.ref for a in run.attempts])
+        self.store.set_refs(run.key, self._refs(run))
         transition(detail, "Training")
         self._save(run)
         if run.stop_requested:
@@ -386,6 +403,32 @@ class TrainingRunner:
             code = await self._wait_all(run.attempts)
         await asyncio.gather(*pumping)
         return code
+
+    @staticmethod
+    def _refs(run: Run) -> list[str]:
+        """What a restarted server reaps: the containers, then the network they were on."""
+        return [a.ref for a in run.attempts] + (
+            [f"network:{run.network}"] if run.network is not None else [])
+
+    async def _create_network(self, run: Run) -> None:
+        """The hosts' own network, on which each container is algo-N; recorded before
+        any container starts, so that a crash leaves nothing unreaped."""
+        if not isinstance(self.runtime, Networks):
+            raise JobFailed("InternalServerError: this kobako runtime cannot connect the "
+                            "hosts of a multi-instance container job")
+        try:
+            run.network = await self.runtime.create_network(run.detail["TrainingJobArn"])
+        except StartError as error:
+            raise JobFailed(f"InternalServerError: {error.reason}") from None
+        self.store.set_refs(run.key, self._refs(run))
+
+    async def _remove_network(self, run: Run) -> None:
+        assert run.network is not None and isinstance(self.runtime, Networks)
+        try:
+            await self.runtime.remove_network(run.network, run.detail["TrainingJobArn"])
+        except Exception:
+            log.exception("training job %s: could not remove its network", run.key.name)
+        run.network = None
 
     @staticmethod
     async def _wait_all(attempts: list[Attempt]) -> int:

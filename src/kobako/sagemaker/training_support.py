@@ -9,8 +9,9 @@ algorithm starts and back after it ends, whatever the outcome, as AWS's continuo
 sync leaves them. Hosts algo-1..algo-N each run one process; the torch.distributed
 variables make rank 0 (algo-1) the master on 127.0.0.1. Under the container runtime
 each host is one container of the image (`docker run <image> train`) with the job
-directory mounted at /opt/ml; such containers do not share a network, so multi-host
-container jobs cannot rendezvous yet.
+directory mounted at /opt/ml; a multi-host job's containers share a network of their
+own on which each is host algo-N (hostname and DNS alias), so the master is `algo-1`,
+as on AWS.
 """
 
 from __future__ import annotations
@@ -30,6 +31,9 @@ from kobako.sagemaker.serving import free_port
 PIP_TIMEOUT_S = 300.0
 OPT_ML = "/opt/ml"
 DEFAULT_CHECKPOINTS = "/opt/ml/checkpoints"
+# The master's port when each host is a container with a network namespace of its own:
+# the one the SageMaker PyTorch training toolkit sets (any port is free there).
+CONTAINER_MASTER_PORT = 7777
 
 
 async def install_requirements(code: Path, target: Path, say: Callable[[str], None]
@@ -96,6 +100,15 @@ def container_argv(algorithm: dict[str, Any]) -> list[str]:
     return ["train"]
 
 
+def cluster_options(job_id: str, host: str, network: str | None) -> dict[str, str]:
+    """Container options of one host: the job's label, and on a multi-host job's
+    network the host's name as hostname and as the alias the others resolve."""
+    options = {"job_id": job_id}
+    if network is not None:
+        options.update(network=network, network_aliases=host, hostname=host)
+    return options
+
+
 def container_properties(root: Path, rank: int, host: str, algorithm: dict[str, Any],
                          checkpoints: dict[str, Any]) -> dict[str, Any]:
     """Mounts of one training container: the job directory at /opt/ml, this host's
@@ -127,9 +140,10 @@ def python_first(path: str) -> str:
     return os.pathsep.join([here, *(p for p in path.split(os.pathsep) if p and p != here)])
 
 
-def distributed_env(rank: int, hosts: list[str], port: int) -> dict[str, str]:
+def distributed_env(rank: int, hosts: list[str], port: int, master: str = "127.0.0.1"
+                    ) -> dict[str, str]:
     """What torch.distributed's env:// init (and most launchers) read."""
-    return {"MASTER_ADDR": "127.0.0.1", "MASTER_PORT": str(port),
+    return {"MASTER_ADDR": master, "MASTER_PORT": str(port),
             "WORLD_SIZE": str(len(hosts)), "RANK": str(rank), "LOCAL_RANK": "0",
             "LOCAL_WORLD_SIZE": "1", "NODE_RANK": str(rank), "GROUP_RANK": str(rank)}
 
