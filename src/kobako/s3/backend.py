@@ -6,7 +6,7 @@ import asyncio
 import base64
 import binascii
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
@@ -37,6 +37,9 @@ CONTENT_PARAMS = (
 @dataclass
 class S3Backend:
     store: S3Store
+    # Canonical user id -> display name of every configured account: ACL grantees
+    # are named and checked against it.
+    users: dict[str, str] = field(default_factory=dict)
 
     def bucket(self, ctx: RequestContext, name: str) -> Bucket:
         """The bucket, if it exists and policy, ownership or ACL let the caller in."""
