@@ -11,7 +11,10 @@ an object another account owns readable only through its own ACL.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
+from dataclasses import replace
 from typing import Any
+from urllib.parse import parse_qsl, unquote
 
 from kobako.protocol.errors import AwsError
 from kobako.s3 import errors, publicaccess
@@ -124,7 +127,18 @@ def _granted(grants: list[dict[str, Any]], ctx: RequestContext, permission: str,
     return False
 
 
-def _context_keys(ctx: RequestContext) -> dict[str, str]:
+# Request headers S3 offers as policy condition keys ("s3:<header>").
+HEADER_KEYS = (
+    "x-amz-acl", "x-amz-copy-source", "x-amz-metadata-directive", "x-amz-grant-read",
+    "x-amz-grant-write", "x-amz-grant-read-acp", "x-amz-grant-write-acp",
+    "x-amz-grant-full-control", "x-amz-server-side-encryption",
+    "x-amz-server-side-encryption-aws-kms-key-id", "x-amz-storage-class",
+    "x-amz-website-redirect-location", "x-amz-object-lock-mode",
+    "x-amz-object-lock-retain-until-date", "x-amz-object-lock-legal-hold",
+)
+
+
+def _context_keys(ctx: RequestContext, tags: list[Any] | None) -> dict[str, str]:
     keys = {"aws:SecureTransport": "false", "aws:SourceIp": ctx.request.client_ip}
     if not ctx.anonymous:
         keys.update({"aws:PrincipalAccount": ctx.account_id,
@@ -134,7 +148,37 @@ def _context_keys(ctx: RequestContext) -> dict[str, str]:
                        ("MaxKeys", "s3:max-keys"), ("VersionId", "s3:VersionId")):
         if ctx.params.get(param) is not None:
             keys[key] = str(ctx.params[param])
+    headers: Mapping[str, str] = ctx.request.headers
+    for name in HEADER_KEYS:
+        value = headers.get(name)
+        if value is not None:
+            keys["s3:" + name] = value
+    if "s3:x-amz-copy-source" in keys:  # AWS matches the decoded "bucket/key" form
+        keys["s3:x-amz-copy-source"] = unquote(keys["s3:x-amz-copy-source"]).lstrip("/")
+    for tag_key, tag_value in tags or []:
+        keys[f"s3:ExistingObjectTag/{tag_key}"] = tag_value
+    for tag_key, tag_value in parse_qsl(headers.get("x-amz-tagging", ""),
+                                        keep_blank_values=True):
+        keys[f"s3:RequestObjectTag/{tag_key}"] = tag_value
     return keys
+
+
+def _lists_bucket(store: S3Store, ctx: RequestContext, bucket: Bucket, who: Principal,
+                  keys: dict[str, str]) -> bool:
+    """Whether the caller may list the bucket: S3 then says 404, not 403, for a missing key."""
+    decision = evaluate(store.get_config(bucket.name, "policy"), who, "s3:ListBucket",
+                        f"arn:aws:s3:::{bucket.name}", keys)
+    if decision != NEUTRAL:
+        return decision == ALLOW
+    return _granted(store.get_config(bucket.name, "acl") or [], ctx, "READ")
+
+
+def _target(store: S3Store, ctx: RequestContext, bucket: str, key: str) -> ObjectRecord | None:
+    """The object (version) a request names, for object ACLs and ExistingObjectTag keys."""
+    version = ctx.params.get("VersionId")
+    if version:
+        return store.get_version(bucket, key, version)
+    return store.get_object(bucket, key)
 
 
 def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
@@ -145,7 +189,10 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
     resource = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key else "")
     who = Principal(ctx.account_id, ctx.credential.display_name)
     policy = store.get_config(bucket.name, "policy")
-    decision = evaluate(policy, who, action, resource, _context_keys(ctx))
+    if record is None and key and policy and "ExistingObjectTag" in json.dumps(policy):
+        record = _target(store, ctx, bucket.name, key)
+    keys = _context_keys(ctx, record.headers.get("Tags") if record is not None else None)
+    decision = evaluate(policy, who, action, resource, keys)
     if decision == DENY:
         raise errors.access_denied()
     is_owner = bool(ctx.account_id) and ctx.account_id == bucket.account_id
@@ -184,10 +231,13 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
     permission = OBJECT_PERMISSION.get(action)
     if permission and key:
         if record is None:
-            record = store.get_object(bucket.name, key)
+            record = _target(store, ctx, bucket.name, key)
         if record is not None and _granted(record.headers.get("ACL", []), ctx, permission,
                                            ignore_public):
             return
+        if record is None and permission == "READ" and _lists_bucket(store, ctx, bucket, who,
+                                                                      keys):
+            return  # the handler answers NoSuchKey, as S3 does for whoever may list
     raise errors.access_denied()
 
 
@@ -225,6 +275,14 @@ def object_acl(store: S3Store, ctx: RequestContext, bucket: Bucket,
     if ownership != publicaccess.ENFORCED:
         out["ACL"] = grants
     return out
+
+
+def as_source_read(ctx: RequestContext, key: str, version_id: str | None) -> RequestContext:
+    """The request as S3 authorizes its copy source: s3:GetObject(Version) on that object."""
+    params: dict[str, Any] = {"Key": key}
+    if version_id:
+        params["VersionId"] = version_id
+    return replace(ctx, operation="GetObject", params=params)
 
 
 def _owner(account_id: str, name: str) -> dict[str, str]:
@@ -266,7 +324,8 @@ def _header_grants(params: dict[str, Any]) -> list[dict[str, Any]]:
 
 
 def _grants_from(params: dict[str, Any], owner_account: str,
-                 bucket_account: str | None = None) -> list[dict[str, Any]]:
+                 bucket_account: str | None = None,
+                 users: Mapping[str, str] | None = None) -> list[dict[str, Any]]:
     policy = params.get("AccessControlPolicy")
     headers = _header_grants(params)
     if headers:
@@ -283,17 +342,34 @@ def _grants_from(params: dict[str, Any], owner_account: str,
                                            "FULL_CONTROL"):
             raise AwsError("MalformedACLError", "The XML you provided was not well-formed "
                            "or did not validate against our published schema", 400)
-        kept = {k: grantee[k] for k in ("Type", "ID", "URI", "EmailAddress") if grantee.get(k)}
+        if grantee.get("Type") == "AmazonCustomerByEmail" or grantee.get("EmailAddress"):
+            # kobako keeps no e-mail addresses, so none resolves to an account.
+            raise AwsError("UnresolvableGrantByEmailAddress", "The e-mail address you "
+                           "provided does not match any account on record.", 400,
+                           fields={"EmailAddress": grantee.get("EmailAddress", "")})
+        if grantee.get("Type") == "CanonicalUser" and users is not None \
+                and grantee.get("ID") not in users:
+            raise errors.invalid_argument("Invalid id", "CanonicalUser/ID",
+                                          str(grantee.get("ID", "")))
+        kept = {k: grantee[k] for k in ("Type", "ID", "URI") if grantee.get(k)}
         grants.append({"Grantee": kept, "Permission": grant["Permission"]})
     return grants
 
 
-def _grant_view(grants: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    return [{"Grantee": dict(g["Grantee"]), "Permission": g["Permission"]} for g in grants]
+def _grant_view(grants: list[dict[str, Any]], users: Mapping[str, str]) -> list[dict[str, Any]]:
+    """Grants as GetBucketAcl/GetObjectAcl show them: a canonical user also by name."""
+    out = []
+    for grant in grants:
+        grantee = dict(grant["Grantee"])
+        if grantee.get("ID") in users:
+            grantee["DisplayName"] = users[grantee["ID"]]
+        out.append({"Grantee": grantee, "Permission": grant["Permission"]})
+    return out
 
 
 def build_handlers(s3: Any) -> dict[str, Handler]:
     store: S3Store = s3.store
+    users: dict[str, str] = s3.users
 
     async def put_bucket_policy(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
@@ -321,7 +397,7 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
 
     async def put_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
-        grants = _grants_from(params, bucket.account_id)
+        grants = _grants_from(params, bucket.account_id, users=users)
         publicaccess.check_acl_write(store, bucket.name, bucket.account_id, params.get("ACL"),
                                      grants)
         store.set_config(bucket.name, "acl", grants)
@@ -330,10 +406,10 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
     async def get_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
         grants = store.get_config(bucket.name, "acl")
-        if not grants or publicaccess.acls_disabled(store, bucket.name):
+        if grants is None or publicaccess.acls_disabled(store, bucket.name):
             grants = canned_grants(None, bucket.account_id)
         return {"Owner": _owner(bucket.account_id, bucket.owner_name),
-                "Grants": _grant_view(grants)}
+                "Grants": _grant_view(grants, users)}
 
     def object_owner(record: ObjectRecord, bucket: Bucket) -> tuple[str, str]:
         """(account, display name) of an object's owner; the bucket owner where ACLs
@@ -344,16 +420,16 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         return str(owner["AccountId"]), str(owner["DisplayName"])
 
     async def put_object_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        record = s3.object(ctx, params["Bucket"], params["Key"])
+        record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
         bucket = store.get_bucket(record.bucket)
         assert bucket is not None
         owner, _ = object_owner(record, bucket)
-        grants = _grants_from(params, owner, bucket.account_id)
+        grants = _grants_from(params, owner, bucket.account_id, users=users)
         publicaccess.check_acl_write(store, bucket.name, bucket.account_id, params.get("ACL"),
                                      grants)
         headers = dict(record.headers)
         headers["ACL"] = grants
-        store.set_object_headers(record.bucket, record.key, headers)
+        store.set_version_headers(record.bucket, record.key, record.version_id, headers)
         return {}
 
     async def get_object_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -362,9 +438,9 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         assert bucket is not None
         owner, name = object_owner(record, bucket)
         grants = record.headers.get("ACL")
-        if not grants or publicaccess.acls_disabled(store, bucket.name):
+        if grants is None or publicaccess.acls_disabled(store, bucket.name):
             grants = canned_grants(None, owner)
-        return {"Owner": _owner(owner, name), "Grants": _grant_view(grants)}
+        return {"Owner": _owner(owner, name), "Grants": _grant_view(grants, users)}
 
     return {
         "PutBucketPolicy": put_bucket_policy,

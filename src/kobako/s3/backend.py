@@ -7,7 +7,7 @@ import base64
 import binascii
 import functools
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, BinaryIO, cast
 
@@ -38,6 +38,9 @@ CONTENT_PARAMS = (
 @dataclass
 class S3Backend:
     store: S3Store
+    # Canonical user id -> display name of every configured account: ACL grantees
+    # are named and checked against it.
+    users: dict[str, str] = field(default_factory=dict)
 
     def bucket(self, ctx: RequestContext, name: str) -> Bucket:
         """The bucket, if it exists and policy, ownership or ACL let the caller in."""

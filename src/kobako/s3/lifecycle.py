@@ -107,13 +107,7 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
                       "integer")
             kept["Expiration"] = {"Days": expiration["Days"]}
         elif "Date" in present:
-            date: datetime = expiration["Date"]
-            if date.tzinfo is None:
-                date = date.replace(tzinfo=UTC)
-            date = date.astimezone(UTC)
-            if date.time() != time(0):
-                raise errors.invalid_argument("'Date' must be at midnight GMT")
-            kept["Expiration"] = {"Date": date.isoformat()}
+            kept["Expiration"] = {"Date": _midnight_date(expiration["Date"]).isoformat()}
         else:
             if match["Tags"]:
                 raise AwsError("InvalidRequest", "ExpiredObjectDeleteMarker cannot be "
@@ -145,6 +139,9 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
         acted = True
     for name in ("Transitions", "NoncurrentVersionTransitions"):
         if rule.get(name):  # kept and reported; kobako has a single storage tier
+            for step in rule[name]:
+                if isinstance(step.get("Date"), datetime):
+                    _midnight_date(step["Date"])  # AWS holds transition dates to midnight too
             kept[name] = [{k: v.isoformat() if isinstance(v, datetime) else v
                            for k, v in step.items()} for step in rule[name]]
             acted = True
@@ -152,6 +149,16 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
         raise AwsError("InvalidRequest", "At least one action needs to be specified in a "
                        "rule", 400)
     return kept
+
+
+def _midnight_date(date: datetime) -> datetime:
+    """A rule's Date, in UTC; S3 refuses one that is not at midnight GMT."""
+    if date.tzinfo is None:
+        date = date.replace(tzinfo=UTC)
+    date = date.astimezone(UTC)
+    if date.time() != time(0):
+        raise errors.invalid_argument("'Date' must be at midnight GMT")
+    return date
 
 
 def check_configuration(config: dict[str, Any]) -> list[dict[str, Any]]:

@@ -265,8 +265,9 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         new_until = _future(until) if until is not None else None
         old_until = retain_until(lock)
         if old_until is not None and old_until > now():
-            weaker = new_until is None or new_until < old_until \
-                or (lock.get("Mode") == "COMPLIANCE" and mode != "COMPLIANCE")
+            # Shortening, removing, or changing the mode overrides the lock: GOVERNANCE
+            # lets only a bypassing caller do it (even GOVERNANCE -> COMPLIANCE).
+            weaker = new_until is None or new_until < old_until or mode != lock.get("Mode")
             if weaker:
                 bypass = may_bypass(s3.store, ctx, record.bucket, params)
                 if lock.get("Mode") == "COMPLIANCE" or not bypass:

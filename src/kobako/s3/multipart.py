@@ -13,7 +13,7 @@ from kobako.s3.access import object_acl
 from kobako.s3.backend import S3Backend, canonical_user_id, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS, composite_checksum, multipart_etag
 from kobako.s3.names import check_key
-from kobako.s3.objects import check_conditions, copy_source, parse_range
+from kobako.s3.objects import check_conditions, copy_source, parse_range, written_version
 from kobako.s3.store import ObjectRecord, Part, Upload, now
 from kobako.s3.tagging import tags_from_header
 from kobako.server.service import Handler, RequestContext
@@ -29,6 +29,21 @@ def _part_number(params: dict[str, Any]) -> int:
             "Part number must be an integer between 1 and 10000, inclusive",
             "partNumber", str(number))
     return int(number)
+
+
+# Kept in an upload's headers: who initiated it (ListParts, ListMultipartUploads).
+INITIATOR = "Initiator"
+# Kept in a completed object's headers: the upload it came from, so that completing
+# that upload again answers as the first completion did.
+COMPLETED_UPLOAD = "CompletedUpload"
+
+
+def initiator(upload: Upload, ctx: RequestContext) -> dict[str, str]:
+    """Who started the upload (uploads from before this was kept: the caller)."""
+    found = upload.headers.get(INITIATOR)
+    if isinstance(found, dict):
+        return dict(found)
+    return {"ID": canonical_user_id(ctx.account_id), "DisplayName": ctx.credential.display_name}
 
 
 def build_handlers(s3: S3Backend) -> dict[str, Handler]:
@@ -51,6 +66,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             {"Tags": tags} if (tags := tags_from_header(params.get("Tagging"))) else {})
         headers.update(object_acl(s3.store, ctx, owner, params))
         lock.stamp(s3.store, bucket, params, headers)
+        headers[INITIATOR] = {"ID": canonical_user_id(ctx.account_id),
+                              "DisplayName": ctx.credential.display_name}
         upload = Upload(
             upload_id=base64.urlsafe_b64encode(secrets.token_bytes(48)).decode(),
             bucket=bucket, key=key, initiated=now(), storage_class=storage_class(params),
@@ -94,6 +111,11 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                     "where first and last are the zero-based offsets of the first and last "
                     "bytes to copy", "x-amz-copy-source-range", params["CopySourceRange"])
             first, last = found
+            wanted_last = params["CopySourceRange"].strip().rpartition("-")[2]
+            if wanted_last.isdigit() and int(wanted_last) >= source.size:
+                raise errors.invalid_argument(
+                    f"Range specified is not valid for source object of size: {source.size}",
+                    "x-amz-copy-source-range", params["CopySourceRange"])
 
         async def pieces() -> Any:
             body = s3.read(source, first, last) if source.size else b""
@@ -123,8 +145,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         max_parts = min(params.get("MaxParts", 1000), 1000)
         parts = [p for p in s3.store.list_parts(upload.upload_id) if p.part_number > int(marker)]
         page = parts[:max_parts]
-        owner = {"ID": canonical_user_id(ctx.account_id),
-                 "DisplayName": ctx.credential.display_name}
+        owner = initiator(upload, ctx)
         out: dict[str, Any] = {
             "Bucket": upload.bucket, "Key": upload.key, "UploadId": upload.upload_id,
             "PartNumberMarker": int(marker), "MaxParts": max_parts,
@@ -150,8 +171,6 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         key_marker = params.get("KeyMarker", "")
         id_marker = params.get("UploadIdMarker", "")
         max_uploads = min(params.get("MaxUploads", 1000), 1000)
-        owner = {"ID": canonical_user_id(ctx.account_id),
-                 "DisplayName": ctx.credential.display_name}
         uploads: list[dict[str, Any]] = []
         prefixes: list[str] = []
         truncated = False
@@ -177,7 +196,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 break
             uploads.append({
                 "UploadId": upload.upload_id, "Key": upload.key, "Initiated": upload.initiated,
-                "StorageClass": upload.storage_class, "Owner": owner, "Initiator": owner,
+                "StorageClass": upload.storage_class, "Owner": initiator(upload, ctx),
+                "Initiator": initiator(upload, ctx),
                 **({"ChecksumAlgorithm": upload.checksum_algorithm}
                    if upload.checksum_algorithm else {}),
             })
@@ -195,7 +215,15 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         return out
 
     async def complete(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        upload = upload_of(ctx, params)
+        try:
+            upload = upload_of(ctx, params)
+        except AwsError as error:
+            done = s3.store.get_object(params["Bucket"], params["Key"])
+            if error.code != "NoSuchUpload" or done is None \
+                    or done.headers.get(COMPLETED_UPLOAD) != params["UploadId"]:
+                raise
+            # Completing again answers as the first completion did, as S3 does.
+            return completed(ctx, done)
         requested = (params.get("MultipartUpload") or {}).get("Parts") or []
         if not requested:
             raise AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
@@ -238,18 +266,23 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         record = ObjectRecord(
             bucket=upload.bucket, key=upload.key, size=size, etag=etag, last_modified=now(),
             storage_class=upload.storage_class, segments=[(p.blob, p.size) for p in chosen],
-            headers=upload.headers, checksums=checksums,
+            headers={k: v for k, v in upload.headers.items() if k != INITIATOR}
+            | {COMPLETED_UPLOAD: upload.upload_id},
+            checksums=checksums,
         )
         unused = await asyncio.to_thread(
             s3.store.complete_upload, upload.upload_id, record, {p.blob for p in chosen})
         s3.store.discard(unused)
+        return completed(ctx, record)
+
+    def completed(ctx: RequestContext, record: ObjectRecord) -> dict[str, Any]:
         host = ctx.request.host or "localhost"
         out: dict[str, Any] = {
-            "Location": f"http://{host}/{upload.bucket}/{upload.key}",
-            "Bucket": upload.bucket, "Key": upload.key, "ETag": etag,
-            "VersionId": record.version_id,
+            "Location": f"http://{host}/{record.bucket}/{record.key}",
+            "Bucket": record.bucket, "Key": record.key, "ETag": record.etag,
+            "VersionId": written_version(record),
         }
-        for name, value in checksums.items():
+        for name, value in record.checksums.items():
             out[f"Checksum{name}"] = value
             out["ChecksumType"] = "COMPOSITE"
         return out

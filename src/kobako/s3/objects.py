@@ -10,7 +10,7 @@ from urllib.parse import unquote
 
 from kobako.protocol.errors import AwsError
 from kobako.s3 import errors, lifecycle, lock
-from kobako.s3.access import object_acl
+from kobako.s3.access import as_source_read, object_acl
 from kobako.s3.backend import S3Backend, content_headers, storage_class
 from kobako.s3.checksums import ALGORITHMS
 from kobako.s3.names import check_key
@@ -94,7 +94,7 @@ def object_headers(record: ObjectRecord) -> dict[str, Any]:
             out[name] = datetime.fromisoformat(value)
         elif name == "Tags":
             out["TagCount"] = len(value) or None
-        elif name not in ("Metadata", "Lock", "ACL", "Owner"):
+        elif name not in ("Metadata", "Lock", "CompletedUpload", "ACL", "Owner"):
             out[name] = value
     if record.headers.get("Metadata"):
         out["Metadata"] = record.headers["Metadata"]
@@ -148,8 +148,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             s3.store.discard([ingested.blob_id])
             raise
         s3.store.discard(replaced)
-        return {"ETag": record.etag, "VersionId": record.version_id, **checksum_fields(record),
-                **lifecycle.expiration_header(s3.store, record)}
+        return {"ETag": record.etag, "VersionId": written_version(record),
+                **checksum_fields(record), **lifecycle.expiration_header(s3.store, record)}
 
     async def get_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
@@ -250,7 +250,8 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 "without changing the object's metadata, storage class, website redirect "
                 "location or encryption attributes.", 400)
         headers = content_headers(params) if directive == "REPLACE" else {
-            k: v for k, v in source.headers.items() if k not in ("Tags", "Lock", "ACL", "Owner")}
+            k: v for k, v in source.headers.items() if k not in ("Tags", "Lock", "ACL", "Owner",
+                                                                  "CompletedUpload")}
         tagging_directive = params.get("TaggingDirective", "COPY")
         if tagging_directive not in ("COPY", "REPLACE"):
             raise errors.invalid_argument("Unknown tagging directive.",
@@ -280,7 +281,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         s3.store.discard(replaced)
         result: dict[str, Any] = {"ETag": record.etag, "LastModified": record.last_modified}
         result.update({k: v for k, v in checksum_fields(record).items() if k != "ChecksumType"})
-        return {"CopyObjectResult": result, "VersionId": record.version_id,
+        return {"CopyObjectResult": result, "VersionId": written_version(record),
                 "CopySourceVersionId": source.version_id}
 
     async def get_object_attributes(
@@ -328,6 +329,12 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
     }
 
 
+def written_version(record: ObjectRecord) -> str | None:
+    """The x-amz-version-id a write answers with: none for a suspended bucket's null version,
+    as AWS's PutObject examples show."""
+    return None if record.version_id == "null" else record.version_id
+
+
 def _check_write_conditions(s3: S3Backend, bucket: str, key: str, params: dict[str, Any]) -> None:
     """Conditional writes: If-None-Match: * and If-Match: etag on PUT."""
     if_none_match, if_match = params.get("IfNoneMatch"), params.get("IfMatch")
@@ -358,7 +365,8 @@ def copy_source(s3: S3Backend, ctx: RequestContext, header: str) -> ObjectRecord
     if not bucket or not key:
         raise errors.invalid_argument("Invalid copy source object key",
                                       "x-amz-copy-source", header)
-    return s3.object(ctx, bucket, key, unquote(version) if version else None)
+    version_id = unquote(version) if version else None
+    return s3.object(as_source_read(ctx, key, version_id), bucket, key, version_id)
 
 
 def delete_one(s3: S3Backend, bucket: str, key: str, version_id: str | None,

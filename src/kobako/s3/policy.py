@@ -64,12 +64,20 @@ def parse_policy(text: str, bucket: str) -> dict[str, Any]:
             if not isinstance(action, str) or not (action == "*" or action.startswith("s3:")):
                 raise _malformed("Policy has invalid action")
         for resource in _as_list(statement.get("Resource", statement.get("NotResource"))):
-            arn = f"arn:aws:s3:::{bucket}"
-            if not isinstance(resource, str) or not (
-                    resource == "*" or resource == arn or resource.startswith(arn + "/")
-                    or fnmatch.fnmatchcase(arn, resource)):
+            if not isinstance(resource, str) or not _names_bucket(resource, bucket):
                 raise _malformed("Policy has invalid resource")
     return document
+
+
+def _names_bucket(resource: str, bucket: str) -> bool:
+    """Whether a Resource can match this bucket or its objects (wildcards allowed)."""
+    if resource == "*":
+        return True
+    prefix = "arn:aws:s3:::"
+    if not resource.startswith(prefix):
+        return False
+    bucket_part = resource[len(prefix):].split("/", 1)[0]
+    return _wild(bucket_part, bucket)
 
 
 def _principal_matches(spec: Any, who: Principal) -> bool:

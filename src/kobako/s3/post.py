@@ -13,10 +13,12 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote, urlencode
+from xml.etree import ElementTree
 
 from python_multipart.multipart import MultipartParser, parse_options_header
 
@@ -29,6 +31,7 @@ from kobako.s3.access import authorize, object_acl
 from kobako.s3.backend import S3Backend
 from kobako.s3.names import check_key
 from kobako.s3.store import ObjectRecord, now
+from kobako.s3.tagging import MAX_OBJECT_TAGS, check_tags
 from kobako.server.service import ANONYMOUS, RequestContext
 
 MAX_FIELD = 64 * 1024
@@ -59,10 +62,18 @@ def _signing_key(secret: str, date: str, region: str) -> bytes:
     return key
 
 
+def _missing_field(name: str) -> AwsError:
+    return AwsError("InvalidArgument", f"Bucket POST must contain a field named '{name}'.  "
+                    "If it is specified, please check the order of the fields.", 400,
+                    fields={"ArgumentName": name, "ArgumentValue": ""})
+
+
 def _verify_signature(fields: dict[str, str], lookup: Any) -> Credential:
     """The form's signer; SigV4 (x-amz-*) or SigV2 (AWSAccessKeyId, signature)."""
     policy = fields.get("policy", "")
     if "x-amz-credential" in fields:
+        if "x-amz-signature" not in fields:
+            raise _missing_field("X-Amz-Signature")
         if fields.get("x-amz-algorithm") != "AWS4-HMAC-SHA256":
             raise errors.invalid_argument("Only AWS4-HMAC-SHA256 is supported",
                                           "x-amz-algorithm", fields.get("x-amz-algorithm", ""))
@@ -78,6 +89,9 @@ def _verify_signature(fields: dict[str, str], lookup: Any) -> Credential:
         expected = hmac.new(key, policy.encode(), hashlib.sha256).hexdigest()
         provided = fields.get("x-amz-signature", "")
     else:
+        for name, shown in (("awsaccesskeyid", "AWSAccessKeyId"), ("signature", "Signature")):
+            if name not in fields:
+                raise _missing_field(shown)
         user = lookup(fields.get("awsaccesskeyid", ""))
         if user is None:
             raise AwsError("InvalidAccessKeyId", "The AWS Access Key Id you provided does not "
@@ -92,14 +106,32 @@ def _verify_signature(fields: dict[str, str], lookup: Any) -> Credential:
     return user  # type: ignore[no-any-return]
 
 
+def _invalid_policy(message: str) -> AwsError:
+    return AwsError("InvalidPolicyDocument", f"Invalid Policy: {message}", 400)
+
+
+# The policy's expiration: ISO 8601 in UTC, as AWS requires ("2007-12-01T12:00:00.000Z").
+_EXPIRATION = re.compile(r"\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?Z\Z")
+
+
 def _check_policy(fields: dict[str, str], bucket: str) -> tuple[int, int]:
     """Check expiration and every condition; returns the content-length-range."""
     try:
         document = json.loads(base64.b64decode(fields.get("policy", ""), validate=True))
-        expiration = datetime.fromisoformat(document["expiration"].replace("Z", "+00:00"))
-        conditions = document.get("conditions", [])
-    except (ValueError, KeyError, TypeError, binascii.Error):
-        raise AwsError("InvalidPolicyDocument", "Invalid Policy: Invalid JSON.", 400) from None
+    except (ValueError, TypeError, binascii.Error):
+        raise _invalid_policy("Invalid JSON.") from None
+    if not isinstance(document, dict):
+        raise _invalid_policy("Invalid JSON.")
+    if "expiration" not in document:
+        raise _invalid_policy("Policy missing expiration.")
+    text = document["expiration"]
+    if not isinstance(text, str) or not _EXPIRATION.match(text):
+        raise _invalid_policy("Invalid 'expiration' value: '" + str(text) + "'")
+    expiration = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    conditions = document.get("conditions")
+    if not isinstance(conditions, list):
+        raise _invalid_policy("Policy missing conditions." if conditions is None
+                              else "Invalid 'conditions' value: must be a List.")
     if expiration < datetime.now(UTC):
         raise _denied("Invalid according to Policy: Policy expired.")
     values = dict(fields, bucket=bucket)
@@ -107,6 +139,9 @@ def _check_policy(fields: dict[str, str], bucket: str) -> tuple[int, int]:
     size_range = (0, 5 * 1024**3)
     for condition in conditions:
         if isinstance(condition, dict):
+            if len(condition) != 1:
+                raise _invalid_policy("Invalid Simple-Condition: Simple-Conditions must have "
+                                      "exactly one property specified.")
             for name, wanted in condition.items():
                 covered.add(name.lower())
                 if values.get(name.lower()) != wanted:
@@ -133,6 +168,24 @@ def _check_policy(fields: dict[str, str], bucket: str) -> tuple[int, int]:
         if name not in covered and name not in exempt and not name.startswith("x-ignore-"):
             raise _denied(f"Invalid according to Policy: Extra input fields: {name}")
     return size_range
+
+
+def _tags_from_form(text: str | None) -> list[tuple[str, str]]:
+    """The `tagging` form field: a <Tagging><TagSet><Tag> document, as PutObjectTagging takes."""
+    if not text:
+        return []
+    try:
+        root = ElementTree.fromstring(text)
+    except ElementTree.ParseError:
+        raise AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
+                       "validate against our published schema", 400) from None
+    pairs = []
+    for tag in root.iter():
+        if tag.tag.rsplit("}", 1)[-1] != "Tag":
+            continue
+        parts = {child.tag.rsplit("}", 1)[-1]: child.text or "" for child in tag}
+        pairs.append((parts.get("Key", ""), parts.get("Value", "")))
+    return check_tags(pairs, MAX_OBJECT_TAGS)
 
 
 class PostUploads:
@@ -273,6 +326,9 @@ class PostUploads:
         if meta:
             headers["Metadata"] = meta
         headers.update(acl)
+        tags = _tags_from_form(fields.get("tagging"))
+        if tags:
+            headers["Tags"] = tags
         lock.stamp(self.s3.store, bucket, {}, headers)  # the bucket's default retention
         record = ObjectRecord(bucket=bucket, key=key, size=size, etag=f'"{md5}"',
                               last_modified=now(), storage_class="STANDARD",

@@ -23,6 +23,7 @@ from kobako.s3 import (
     versioning,
 )
 from kobako.s3.backend import S3Backend
+from kobako.s3.identity import canonical_user_id
 from kobako.s3.store import S3Store
 from kobako.server.service import Service
 from kobako.spec import service_model
@@ -86,7 +87,10 @@ def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
 
 def build(config: Config, db: Database) -> Service:
     store = S3Store(db, open_blobs(config))
-    backend = S3Backend(store)
+    users: dict[str, str] = {}
+    for user in config.users.values():
+        users.setdefault(canonical_user_id(user.account_id), user.display_name)
+    backend = S3Backend(store, users)
     handlers = {}
     for module in (buckets, objects, listing, multipart, tagging, cors, versioning, access,
                    lock, lifecycle, publicaccess):

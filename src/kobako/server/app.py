@@ -101,7 +101,8 @@ class KobakoApp:
             response = service.codec.serialize_error(internal, request_id)
         if service.decorate is not None:
             service.decorate(request, self._path(service, request), response)
-        if not incoming.done and not await incoming.drain():
+        if not incoming.done and (incoming.unread_continue(headers)
+                                  or not await incoming.drain()):
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD",
                              SENDFILE_EXTENSION in (scope.get("extensions") or ()))
@@ -266,9 +267,19 @@ class _Incoming:
         # A request that declares no body has none: HTTP/1.1 frames a request body only
         # by Content-Length or Transfer-Encoding, so there is nothing to read or drain.
         self.done = bodiless
+        self.started = False
+
+    def unread_continue(self, headers: dict[str, str]) -> bool:
+        """Whether the client still waits for '100 Continue' before sending its body.
+
+        Then the answer goes out without the body: reading it now would make the server
+        send '100 Continue' first (S3 answers a refused PUT with the error alone).
+        """
+        return not self.started and headers.get("expect", "").lower() == "100-continue"
 
     async def pieces(self) -> AsyncIterator[bytes]:
         while not self.done:
+            self.started = True
             message = await self._receive()
             if message["type"] == "http.disconnect":
                 self.done = True
