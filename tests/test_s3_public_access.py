@@ -251,7 +251,8 @@ def test_bucket_owner_enforced(two_accounts: Server, owner: Any, other: Any,
     assert code_of(anonymous.get_object, Bucket=bucket, Key="was-public.txt") == "AccessDenied"
     owner_id = canonical_id(owner)
     acl = owner.get_object_acl(Bucket=bucket, Key="was-public.txt")
-    assert acl["Grants"] == [{"Grantee": {"Type": "CanonicalUser", "ID": owner_id},
+    assert acl["Grants"] == [{"Grantee": {"Type": "CanonicalUser", "ID": owner_id,
+                                          "DisplayName": "owner"},
                               "Permission": "FULL_CONTROL"}]
     # ...and setting one is refused, except the ones that leave the owner in control.
     for call, kwargs in (
@@ -290,7 +291,8 @@ def test_object_writer_and_bucket_owner_preferred(owner: Any, other: Any) -> Non
     # The writer owns what it wrote: the bucket owner reads it only where its ACL says so.
     acl = other.get_object_acl(Bucket=bucket, Key="theirs")
     assert acl["Owner"]["ID"] == other_id
-    assert acl["Grants"] == [{"Grantee": {"Type": "CanonicalUser", "ID": other_id},
+    assert acl["Grants"] == [{"Grantee": {"Type": "CanonicalUser", "ID": other_id,
+                                          "DisplayName": "other"},
                               "Permission": "FULL_CONTROL"}]
     assert other.get_object(Bucket=bucket, Key="theirs")["Body"].read() == b"t"
     assert code_of(owner.get_object, Bucket=bucket, Key="theirs") == "AccessDenied"
@@ -298,7 +300,8 @@ def test_object_writer_and_bucket_owner_preferred(owner: Any, other: Any) -> Non
     assert owner.get_object(Bucket=bucket, Key="shared")["Body"].read() == b"s"
     shared = owner.get_object_acl(Bucket=bucket, Key="shared")
     assert shared["Owner"]["ID"] == other_id
-    assert {"Type": "CanonicalUser", "ID": owner_id} in [g["Grantee"] for g in shared["Grants"]]
+    assert {"Type": "CanonicalUser", "ID": owner_id, "DisplayName": "owner"} in [
+        g["Grantee"] for g in shared["Grants"]]
     # The bucket policy's Allow does not reach objects the bucket owner does not own, but
     # the owner still reads its own objects and may delete anyone's.
     assert other.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"
