@@ -26,8 +26,12 @@ def build_with_engine(config: Config, db: Database, logs_store: LogStore,
                       runtime: Runtime | None = None) -> tuple[Service, Engine]:
     """The service and its engine, whose host ledger other services share (SageMaker)."""
     store = BatchStore(db)
-    runtimes = RuntimeSet(config.runtime, config.data_dir)  # cheap: engines connect lazily
-    engine = Engine(store, runtime or runtimes, logs_store, config.data_dir / "batch" / "work")
+    # cheap: engines connect lazily
+    runtimes = runtime if runtime is not None else RuntimeSet(config.runtime, config.data_dir)
+    engine = Engine(store, runtimes, logs_store, config.data_dir / "batch" / "work")
+    # The runtime set's start-up (engine ping, sweep of a previous run's containers) runs
+    # once, here, also for the services that share it (SageMaker).
+    opening = [runtimes.open_in_background] if isinstance(runtimes, RuntimeSet) else []
     handlers: dict[str, Handler] = {}
     handlers.update(environments.build_handlers(store, engine.changed))
     handlers.update(definitions.build_handlers(store))
@@ -38,7 +42,7 @@ def build_with_engine(config: Config, db: Database, logs_store: LogStore,
         codec=RestJsonCodec(service_model("batch")),
         handlers=handlers,
         signing_names=("batch",),
-        startup=[*([runtimes.open_in_background] if runtime is None else []), engine.start],
+        startup=[*opening, engine.start],
         shutdown=[engine.stop],
     )
     return service, engine

@@ -9,6 +9,7 @@ server that never runs a container never needs an engine.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import importlib
 import logging
@@ -69,12 +70,22 @@ class RuntimeSet:
         if name == "process":
             return await self.process.start(spec)
         if name == "container":
+            await self._opened()
             return await self.container.start(spec)
         raise StartError(f"CannotStartContainerError: unknown kobako runtime {name!r} "
                          "(tag kobako:runtime must be process or container)")
 
+    async def _opened(self) -> None:
+        """Wait for the start-up sweep: it removes every container and network with this
+        data directory's label, so one this run creates before the sweep has listed them
+        would be taken for a previous run's and removed under its job."""
+        if self._opening is not None and not self._opening.done():
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._opening)
+
     async def create_network(self, job_id: str) -> str:
         """Networks are the container backend's (processes share the host's)."""
+        await self._opened()
         return await self.container.create_network(job_id)
 
     async def remove_network(self, name: str, job_id: str) -> None:

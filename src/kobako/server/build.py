@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from kobako import batch, logs, s3, sagemaker, stepfunctions, sts
 from kobako.config import Config
+from kobako.runtime.select import RuntimeSet
 from kobako.server.app import KobakoApp
 from kobako.store.db import Database
 
@@ -11,7 +12,10 @@ from kobako.store.db import Database
 def build_app(config: Config) -> KobakoApp:
     config.data_dir.mkdir(parents=True, exist_ok=True)
     db = Database(config.data_dir / "kobako.db")
-    batch_service, engine = batch.build_with_engine(config, db, logs.LogStore(db))
+    # One runtime set for every service that runs work: its start-up sweep removes the
+    # containers a previous run left, and must know every container this run starts.
+    runtimes = RuntimeSet(config.runtime, config.data_dir)
+    batch_service, engine = batch.build_with_engine(config, db, logs.LogStore(db), runtimes)
     services = [
         s3.service.build(config, db),
         sts.build(),
@@ -19,7 +23,7 @@ def build_app(config: Config) -> KobakoApp:
         batch_service,
         stepfunctions.build(config, db),
         # SageMaker places its jobs in Batch's host ledger: one machine, one set of books.
-        *sagemaker.build(config, db, logs.LogStore(db), ledger=engine),
+        *sagemaker.build(config, db, logs.LogStore(db), runtimes, ledger=engine),
     ]
     stepfunctions.connect(config, services)  # Task integrations call peers in-process
     return KobakoApp(config, services)
