@@ -14,6 +14,13 @@ from botocore.exceptions import ClientError
 
 from batch_helpers import Env, make_env, wait_for
 from conftest import Server, free_port, start_server
+from kobako.batch.multinode import (
+    effective_properties,
+    node_containers,
+    node_overrides,
+    parse_target,
+)
+from kobako.protocol.errors import AwsError
 
 # Every node runs this: the main node listens on MNP_PORT (from the job definition) and
 # waits for each other node to say hello; the other nodes connect to the main node's
@@ -343,3 +350,56 @@ def test_kill_9_mid_job_then_restart(tmp_path: Path) -> None:
         assert [n["status"] for n in nodes] == ["SUCCEEDED", "SUCCEEDED"]
     finally:
         server.stop()
+
+
+def test_node_ranges_without_a_server() -> None:
+    assert parse_target("0:", 4) == (0, 3)
+    assert parse_target(":2", 4) == (0, 2)
+    assert parse_target(":", 4) == (0, 3)
+    assert parse_target("3", 4) == (3, 3)
+    for bad in ("", "x", "2:1", "1:2:3", "-1"):
+        with pytest.raises(AwsError):
+            parse_target(bad, 4)
+    props = {"numNodes": 2, "mainNode": 0, "nodeRangeProperties": [
+        {"targetNodes": "0:9", "container": {"image": "wide"}},
+        {"targetNodes": "4:5", "container": {"image": "narrow"}}]}
+    grown = effective_properties({**props, "nodeRangeProperties": [
+        {"targetNodes": "0:", "container": {"image": "wide"}},
+        {"targetNodes": "4:5", "container": {"image": "narrow"}}]}, {"numNodes": 10})
+    assert [c["image"] for c in node_containers(grown)] == \
+        ["wide"] * 4 + ["narrow"] * 2 + ["wide"] * 4
+    with pytest.raises(AwsError):  # 0:9 is outside a 2-node job
+        effective_properties(props, None)
+    merged = node_overrides({"nodePropertyOverrides": [
+        {"targetNodes": "0:", "containerOverrides": {
+            "command": ["a"], "environment": [{"name": "X", "value": "1"}]}},
+        {"targetNodes": "1", "containerOverrides": {
+            "command": ["b"], "environment": [{"name": "Y", "value": "2"}]}}]}, 2)
+    assert merged == [{"command": ["a"], "environment": [{"name": "X", "value": "1"}]},
+                      {"command": ["b"], "environment": [{"name": "X", "value": "1"},
+                                                         {"name": "Y", "value": "2"}]}]
+
+
+def test_timeout_covers_the_whole_job_and_dependencies(batch: Any) -> None:
+    env = make_env(batch)
+    slow = _register(env, [("0:", _container(["sleep", "60"]))], num_nodes=2,
+                     timeout={"attemptDurationSeconds": 1})
+    job = env.wait(env.submit(slow), timeout=20)
+    assert job["status"] == "FAILED"
+    assert job["statusReason"] == "Job attempt duration exceeded timeout"
+    assert len(_nodes(env, job["jobId"], "FAILED")) == 2
+
+    # Waiting on a dependency, the nodes wait with their job; a failed dependency fails
+    # them all; a job that depends on a multi-node job runs once it succeeds.
+    blocker = env.submit(env.definition(["sh", "-c", "sleep 0.5; exit 1"]))
+    quick = _register(env, [("0:", _container(["true"]))], num_nodes=2)
+    blocked = env.submit(quick, dependsOn=[{"jobId": blocker}])
+    assert env.describe(blocked)["status"] in ("SUBMITTED", "PENDING")
+    assert len(_nodes(env, blocked, "PENDING")) == 2
+    failed = env.wait(blocked)
+    assert failed["status"] == "FAILED" and failed["statusReason"] == "Dependent Job failed"
+    assert len(_nodes(env, blocked, "FAILED")) == 2
+    first = env.submit(quick)
+    after = env.submit(env.definition(["true"]), dependsOn=[{"jobId": first}])
+    assert env.wait(after)["status"] == "SUCCEEDED"
+    assert env.describe(first)["status"] == "SUCCEEDED"
