@@ -114,7 +114,7 @@ class Gang:
             why = self.running.stop_reason
         elif self.running.timed_out:
             why = TIMED_OUT
-        elif self.main_exited and int(node["node_index"]) != self.main:
+        elif self.main_exited and code != 0 and int(node["node_index"]) != self.main:
             why = MAIN_EXITED
         else:
             why = EXITED
