@@ -299,7 +299,7 @@ def test_main_node_failure_stops_the_others_and_retry_restarts_all(batch: Any) -
     # A child node's failure changes nothing; a main node failure retries the whole gang.
     script = ('if [ "$AWS_BATCH_JOB_NODE_INDEX" = 1 ]; then exit 5; fi; '
               'if [ "$AWS_BATCH_JOB_NODE_INDEX" = 0 ] && [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; '
-              "then sleep 0.3; exit 1; fi; sleep 0.3")
+              "then sleep 1; exit 1; fi; sleep 1")
     retried = _register(env, [("0:", _container(["sh", "-c", script]))], num_nodes=2,
                         retryStrategy={"attempts": 2})
     job = env.wait(env.submit(retried), timeout=30)
@@ -333,7 +333,9 @@ def test_kill_9_mid_job_then_restart(tmp_path: Path) -> None:
         env = make_env(server.client("batch"))
         marker = tmp_path / "ran"
         script = (f'echo $AWS_BATCH_JOB_NODE_INDEX >> {marker}; '
-                  'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then exec sleep 60; fi')
+                  'if [ "$AWS_BATCH_JOB_ATTEMPT" = 1 ]; then exec sleep 60; fi; '
+                  # the main node outlives the other (its exit would stop it)
+                  'if [ "$AWS_BATCH_JOB_NODE_INDEX" = 0 ]; then sleep 0.5; fi')
         definition = _register(env, [("0:", _container(["sh", "-c", script]))], num_nodes=2,
                                retryStrategy={"attempts": 2})
         job_id = env.submit(definition)
