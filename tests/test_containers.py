@@ -277,4 +277,6 @@ def test_multinode_containers_share_the_main_node_network(csrv: Server) -> None:
     assert job["status"] == "SUCCEEDED", job
     nodes = batch.describe_jobs(jobs=[f"{job_id}#0", f"{job_id}#1"])["jobs"]
     assert [n["status"] for n in nodes] == ["SUCCEEDED", "SUCCEEDED"]
-    assert _messages(csrv, nodes[0]) == ["hello-from-1"]
+    # Both ended by themselves: the worker retries until the main node's listener (on
+    # its own 127.0.0.1 only in a shared network namespace) took its message.
+    assert [n["container"]["exitCode"] for n in nodes] == [0, 0]
