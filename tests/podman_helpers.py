@@ -30,7 +30,7 @@ runtime = "runc"
 cgroup_manager = "cgroupfs"
 """
 TOOLS = ("sh", "echo", "cat", "ls", "sleep", "env", "id", "head", "tr", "grep", "touch",
-         "test", "true", "stat", "mkdir")
+         "test", "true", "stat", "mkdir", "nc")
 
 
 def have_podman() -> str | None:

@@ -254,3 +254,29 @@ def test_restart_removes_the_orphan_container(engine: Engine, tmp_path: Path) ->
         assert "container engine answered" in second.log()
     finally:
         second.stop()
+
+
+def test_multinode_containers_share_the_main_node_network(csrv: Server) -> None:
+    """A 2-node job in containers: the other node reaches the main node's listener at
+    AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS (it joins the main node's network)."""
+    batch = csrv.client("batch")
+    env = container_env(batch)
+    script = ('if [ "$AWS_BATCH_JOB_NODE_INDEX" = "$AWS_BATCH_JOB_MAIN_NODE_INDEX" ]; then '
+              "nc -l -p 7777 </dev/null; sleep 1; else "
+              'until echo hello-from-$AWS_BATCH_JOB_NODE_INDEX | '
+              "nc $AWS_BATCH_JOB_MAIN_NODE_PRIVATE_IPV4_ADDRESS 7777; do sleep 0.2; done; fi")
+    name = f"{env.prefix}-mnp"
+    container = {"image": IMAGE, "command": ["sh", "-c", script],
+                 "resourceRequirements": [{"type": "VCPU", "value": "0.5"},
+                                          {"type": "MEMORY", "value": "64"}]}
+    batch.register_job_definition(jobDefinitionName=name, type="multinode", nodeProperties={
+        "numNodes": 2, "mainNode": 0,
+        "nodeRangeProperties": [{"targetNodes": "0:", "container": container}]})
+    job_id = env.submit(name)
+    job = env.wait(job_id, timeout=60)
+    assert job["status"] == "SUCCEEDED", job
+    nodes = batch.describe_jobs(jobs=[f"{job_id}#0", f"{job_id}#1"])["jobs"]
+    assert [n["status"] for n in nodes] == ["SUCCEEDED", "SUCCEEDED"]
+    # Both ended by themselves: the worker retries until the main node's listener (on
+    # its own 127.0.0.1 only in a shared network namespace) took its message.
+    assert [n["container"]["exitCode"] for n in nodes] == [0, 0]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from kobako.batch.common import arn, check_name, client_error, dumps, loads
+from kobako.batch.multinode import check_node_properties
 from kobako.batch.paging import offset_of, page_size, token_for
 from kobako.batch.store import BatchStore
 from kobako.server.service import Handler, RequestContext
@@ -60,8 +61,33 @@ def definition_out(store: BatchStore, row: Row) -> dict[str, Any]:
     }
 
 
-_SPEC_KEYS = ("type", "parameters", "schedulingPriority", "containerProperties", "retryStrategy",
-              "propagateTags", "timeout", "platformCapabilities")
+_SPEC_KEYS = ("type", "parameters", "schedulingPriority", "containerProperties", "nodeProperties",
+              "retryStrategy", "propagateTags", "timeout", "platformCapabilities")
+
+
+def check_kind(params: dict[str, Any]) -> None:
+    """`container` needs containerProperties, `multinode` needs nodeProperties (and runs
+    on EC2 only, as in AWS); neither takes the other's."""
+    kind = params.get("type")
+    if kind == "container":
+        if params.get("nodeProperties"):
+            raise client_error("nodeProperties can't be specified for a job definition of "
+                               "type container; use type multinode")
+        if not params.get("containerProperties"):
+            raise client_error("containerProperties must be specified for a container job "
+                               "definition")
+    elif kind == "multinode":
+        if params.get("containerProperties"):
+            raise client_error("containerProperties can't be specified for a job definition "
+                               "of type multinode; put containers in "
+                               "nodeProperties.nodeRangeProperties")
+        if "FARGATE" in (params.get("platformCapabilities") or []):
+            raise client_error("Multi-node parallel jobs aren't supported on Fargate "
+                               "resources")
+        check_node_properties(params.get("nodeProperties"))
+    else:
+        raise client_error(f"kobako supports job definitions of type container and "
+                           f"multinode, not {kind}")
 
 
 def build_handlers(store: BatchStore) -> dict[str, Handler]:
@@ -69,13 +95,7 @@ def build_handlers(store: BatchStore) -> dict[str, Handler]:
 
     async def register(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         name = check_name(params.get("jobDefinitionName"), "jobDefinition")
-        kind = params.get("type")
-        if kind != "container":
-            raise client_error(f"kobako supports job definitions of type container, not {kind}")
-        container = params.get("containerProperties")
-        if not container:
-            raise client_error("containerProperties must be specified for a container job "
-                               "definition")
+        check_kind(params)
         validate_retry(params.get("retryStrategy"))
         validate_timeout(params.get("timeout"))
         spec = {k: params[k] for k in _SPEC_KEYS if params.get(k) is not None}

@@ -93,6 +93,8 @@ class Running:
     attempt: Attempt | None = None
     stop_reason: str | None = None
     timed_out: bool = False
+    # A multi-node job's node attempts (node job id -> attempt): stopped together.
+    nodes: dict[str, Attempt] = field(default_factory=dict)
 
 
 @dataclass
@@ -194,6 +196,12 @@ class Engine:
             job_id = str(row["job_id"])
             if row["runtime_ref"]:
                 await self.runtime.reap(str(row["runtime_ref"]), f"AWS_BATCH_JOB_ID={job_id}")
+            if row["node_index"] is not None:
+                continue  # recorded with its multi-node parent
+            if row["num_nodes"] is not None:
+                from kobako.batch.gang import record_died
+                record_died(self, row, SERVER_DIED)
+                continue
             detail = loads(row["detail"])
             started = row["attempt_started"] or row["started_at"] or now_ms()
             self._record(row, detail, None, SERVER_DIED, SERVER_DIED, int(started))
@@ -417,6 +425,10 @@ class Engine:
     # ------------------------------------------------------------ attempts
 
     async def _run(self, row: Row, running: Running) -> None:
+        if row["num_nodes"] is not None:
+            from kobako.batch.gang import run_gang  # engine <-> gang: imported when used
+            await run_gang(self, row, running)
+            return
         job_id = running.job_id
         detail: dict[str, Any] = loads(row["detail"])
         attempts = loads(row["attempts"]) or []
@@ -551,12 +563,16 @@ class Engine:
 
     def _record(self, row: Row, detail: dict[str, Any], code: int | None, reason: str | None,
                 status_reason: str, started: int, final: bool = False,
-                terminated: bool = False) -> None:
+                terminated: bool = False, task_of: str | None = None) -> str:
+        """Queue the attempt's end for the next pass; the job's new status. `task_of`:
+        the job whose log stream and task the attempt shows (a multi-node job's main
+        node)."""
         job_id = str(row["job_id"])
+        task_job = task_of or job_id
         container: dict[str, Any] = {
-            "logStreamName": f"{detail['jobDefinitionName']}/default/{job_id}",
+            "logStreamName": f"{detail['jobDefinitionName']}/default/{task_job}",
             "taskArn": f"arn:aws:ecs:{row['region']}:{row['account']}:task/kobako/"
-                       f"{job_id.replace(':', '-')}",
+                       f"{task_job.replace(':', '-').replace('#', '-')}",
         }
         if code is not None:
             container["exitCode"] = code
@@ -581,7 +597,10 @@ class Engine:
         attempts = [*(loads(row["attempts"]) or []), attempt]
         # Written by the pass that `_run` runs when it ends (or by recover's or stop's
         # flush), not by a pass of its own.
-        self._ended.append(Ended(job_id, attempts, status, status_reason, terminated))
+        self._ended.append(Ended(job_id, attempts, status, status_reason, terminated,
+                                 nodes_again=status == "RUNNABLE"
+                                 and row["num_nodes"] is not None))
+        return status
 
     # ------------------------------------------------------------ other holders
 
@@ -614,6 +633,8 @@ class Engine:
             running.stop_reason = reason
             if running.attempt is not None:
                 await running.attempt.kill()
+            for attempt in list(running.nodes.values()):
+                await attempt.kill()
 
 
 def _pages(fetch: Callable[[Row | None, int], list[Row]]) -> Iterator[Row]:

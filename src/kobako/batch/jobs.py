@@ -22,6 +22,8 @@ def job_detail(store: BatchStore, row: Row, tags: dict[str, str] | None = None
     """A job as DescribeJobs shows it; `tags` when the caller fetched them in bulk."""
     detail: dict[str, Any] = loads(row["detail"])
     attempts: list[dict[str, Any]] = loads(row["attempts"]) or []
+    if "nodeProperties" in detail:
+        return _multinode_detail(store, row, detail, attempts, tags)
     container = dict(detail["container"])
     container.pop("instanceType", None)
     is_parent = bool(row["array_size"]) and row["parent_id"] is None
@@ -44,6 +46,22 @@ def job_detail(store: BatchStore, row: Row, tags: dict[str, str] | None = None
               if e.get("name") not in ("CUDA_VISIBLE_DEVICES", "NVIDIA_VISIBLE_DEVICES")],
             {"name": "CUDA_VISIBLE_DEVICES", "value": ids},
             {"name": "NVIDIA_VISIBLE_DEVICES", "value": ids}]
+    out = _common_detail(store, row, detail, attempts, tags)
+    out["container"] = container
+    if detail.get("nodeDetails") is not None:
+        out["nodeDetails"] = detail["nodeDetails"]
+    if is_parent:
+        summary = dict.fromkeys(STATUSES, 0)
+        summary.update(store.children_summary(str(row["job_id"])))
+        out["arrayProperties"] = {"statusSummary": summary, "size": row["array_size"]}
+    elif row["array_index"] is not None:
+        out["arrayProperties"] = {"index": row["array_index"]}
+    return out
+
+
+def _common_detail(store: BatchStore, row: Row, detail: dict[str, Any],
+                   attempts: list[dict[str, Any]], tags: dict[str, str] | None
+                   ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "jobArn": job_arn(row),
         "jobName": row["name"],
@@ -55,7 +73,6 @@ def job_detail(store: BatchStore, row: Row, tags: dict[str, str] | None = None
         "dependsOn": detail.get("dependsOn") or [],
         "jobDefinition": row["def_arn"],
         "parameters": detail.get("parameters") or {},
-        "container": container,
         "tags": ({} if row["parent_id"] is not None else tags if tags is not None
                  else store.tags(job_arn(row))),
         "platformCapabilities": detail.get("platformCapabilities") or ["EC2"],
@@ -70,12 +87,16 @@ def job_detail(store: BatchStore, row: Row, tags: dict[str, str] | None = None
                 "shareIdentifier"):
         if detail.get(key) is not None:
             out[key] = detail[key]
-    if is_parent:
-        summary = dict.fromkeys(STATUSES, 0)
-        summary.update(store.children_summary(str(row["job_id"])))
-        out["arrayProperties"] = {"statusSummary": summary, "size": row["array_size"]}
-    elif row["array_index"] is not None:
-        out["arrayProperties"] = {"index": row["array_index"]}
+    return out
+
+
+def _multinode_detail(store: BatchStore, row: Row, detail: dict[str, Any],
+                      attempts: list[dict[str, Any]], tags: dict[str, str] | None
+                      ) -> dict[str, Any]:
+    """A multi-node parent: its nodeProperties and no container (AWS shows the nodes'
+    containers on the nodes, `<id>#<n>`); attempts, times and reason are the main node's."""
+    out = _common_detail(store, row, detail, attempts, tags)
+    out["nodeProperties"] = detail["nodeProperties"]
     return out
 
 
@@ -102,6 +123,13 @@ def job_summary(row: Row) -> dict[str, Any]:
         out["arrayProperties"] = {"size": row["array_size"]}
     elif row["array_index"] is not None:
         out["arrayProperties"] = {"index": row["array_index"]}
+    elif row["node_index"] is not None:
+        node = loads(row["detail"]).get("nodeDetails") or {}
+        out["nodeProperties"] = {"isMainNode": bool(node.get("isMainNode")),
+                                 "numNodes": row["num_nodes"],
+                                 "nodeIndex": row["node_index"]}
+    elif row["num_nodes"] is not None:
+        out["nodeProperties"] = {"numNodes": row["num_nodes"]}
     return out
 
 
@@ -126,10 +154,11 @@ def _list_filter(ctx: RequestContext, store: BatchStore, params: dict[str, Any]
     where = ["account = ?", "region = ?"]
     args: list[Any] = [ctx.account_id, ctx.region]
     if params.get("arrayJobId"):
-        where.append("parent_id = ?")
+        where.append("parent_id = ? AND node_index IS NULL")
         args.append(params["arrayJobId"])
     elif params.get("multiNodeJobId"):
-        where.append("0")
+        where.append("parent_id = ? AND node_index IS NOT NULL")
+        args.append(params["multiNodeJobId"])
     elif params.get("jobQueue"):
         queue = find_queue(store, ctx, str(params["jobQueue"]))
         if queue is None:
@@ -187,7 +216,8 @@ def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
             # the ECS task; kobako records them under each job's task ARN.
             merged = {**store.tags(str(definition["arn"])), **tags}
             task_tags = {task_arn(ctx.region, ctx.account_id, j.job_id): merged
-                         for j in jobs if not (j.array_size and j.parent_id is None)}
+                         for j in jobs if not (j.array_size and j.parent_id is None)
+                         and not (j.num_nodes and j.node_index is None)}
         store.insert(jobs, tags, task_tags)
         engine.wake()
         first = jobs[0]
@@ -222,9 +252,16 @@ def build_handlers(store: BatchStore, engine: Engine) -> dict[str, Handler]:
         row = store.job(job_id)
         if row is None:
             raise client_error(f"Job {job_id} does not exist")
+        if row["node_index"] is not None:
+            # A node stops with its whole multi-node job.
+            job_id = str(row["parent_id"])
+            row = store.job(job_id)
+            assert row is not None
         ids = [job_id]
         if row["array_size"] and row["parent_id"] is None:
             ids += [str(c["job_id"]) for c in store.children(job_id)]
+        elif row["num_nodes"] is not None:
+            ids += [str(n["job_id"]) for n in store.nodes(job_id)]
         store.stop_waiting(ids, str(reason), cancel)
         if not cancel:
             rows = store.jobs(ids)

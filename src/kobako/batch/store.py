@@ -109,6 +109,16 @@ SCHEMA = [
         UNIQUE (account, region, name)
     )
     """,
+    # Multi-node parallel jobs: the parent holds the node count (and the whole gang's
+    # resources, so the scheduler places it at once); its nodes `<id>#<n>` hold their
+    # index and are never candidates themselves.
+    """
+    ALTER TABLE batch_jobs ADD COLUMN num_nodes INTEGER;
+    ALTER TABLE batch_jobs ADD COLUMN node_index INTEGER;
+    DROP INDEX batch_jobs_runnable;
+    CREATE INDEX batch_jobs_runnable ON batch_jobs (queue_arn, share, sched_priority DESC, seq)
+        WHERE status = 'RUNNABLE' AND node_index IS NULL
+    """,
 ]
 
 DEPENDENT_FAILED = "Dependent Job failed"
@@ -135,17 +145,21 @@ class NewJob:
     deps: list[str] = field(default_factory=list)
     share: str | None = None
     sched_priority: int = 0
+    num_nodes: int | None = None
+    node_index: int | None = None
 
 
 @dataclass
 class Ended:
-    """A finished attempt to record: `status` RUNNABLE means retry, else final."""
+    """A finished attempt to record: `status` RUNNABLE means retry, else final.
+    `nodes_again`: a multi-node parent retried, so its nodes wait (RUNNABLE) again."""
 
     job_id: str
     attempts: list[dict[str, Any]]
     status: str
     reason: str | None
     terminated: bool = False
+    nodes_again: bool = False
 
 
 class BatchStore:
@@ -203,6 +217,12 @@ class BatchStore:
             "SELECT * FROM batch_jobs WHERE parent_id = ? ORDER BY array_index", (parent_id,)
         )
 
+    def nodes(self, parent_id: str) -> list[Row]:
+        """A multi-node job's nodes, by index."""
+        return self.db.query(
+            "SELECT * FROM batch_jobs WHERE parent_id = ? AND node_index IS NOT NULL "
+            "ORDER BY node_index", (parent_id,))
+
     def in_flight(self) -> list[Row]:
         """Attempts the database says are starting or running (after a restart: orphans)."""
         return self.db.query(
@@ -222,18 +242,21 @@ class BatchStore:
         def status(j: NewJob) -> str:
             if j.array_size and j.parent_id is None:
                 return "PENDING"
+            if j.node_index is not None:  # a node waits as its parent (jobs[0]) does
+                return "SUBMITTED" if jobs[0].deps else "RUNNABLE"
             return "SUBMITTED" if j.deps else "RUNNABLE"
 
         with self.db.transaction():
             self.db.executemany(
                 "INSERT INTO batch_jobs (job_id, account, region, name, queue_arn, def_arn, "
                 "status, created_at, vcpus, memory, gpus, parent_id, array_index, array_size, "
-                "detail, share, sched_priority) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "detail, share, sched_priority, num_nodes, node_index) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 [
                     (j.job_id, j.account, j.region, j.name, j.queue_arn, j.def_arn,
                      status(j), now, j.vcpus, j.memory, j.gpus, j.parent_id, j.array_index,
-                     j.array_size, dumps(j.detail), j.share, j.sched_priority)
+                     j.array_size, dumps(j.detail), j.share, j.sched_priority, j.num_nodes,
+                     j.node_index)
                     for j in jobs
                 ],
             )
@@ -247,13 +270,13 @@ class BatchStore:
             for task, values in (task_tags or {}).items():
                 self.set_tags(task, values)
             for job in jobs:
-                if status(job) != "SUBMITTED":
+                if status(job) != "SUBMITTED" or job.node_index is not None:
                     continue
                 row = self.job(job.job_id)
                 if row is None or row["status"] != "SUBMITTED":
                     continue
                 self._release(job.job_id, now)
-            parents = {j.parent_id for j in jobs if j.parent_id}
+            parents = {j.parent_id for j in jobs if j.parent_id and j.node_index is None}
             for parent in parents:
                 if self._refresh_parent(parent, now):
                     self._settle([parent], now)
@@ -277,12 +300,23 @@ class BatchStore:
             self.db.execute(
                 "UPDATE batch_jobs SET status = 'FAILED', status_reason = ?, stopped_at = ? "
                 "WHERE job_id = ?", (DEPENDENT_FAILED, now, job_id))
+            self._mirror_nodes(job_id, "FAILED", DEPENDENT_FAILED, now)
             self._settle([job_id], now)
         else:
-            self.db.execute(
-                "UPDATE batch_jobs SET status = ? WHERE job_id = ?",
-                ("PENDING" if unmet else "RUNNABLE", job_id),
-            )
+            status = "PENDING" if unmet else "RUNNABLE"
+            self.db.execute("UPDATE batch_jobs SET status = ? WHERE job_id = ?",
+                            (status, job_id))
+            self._mirror_nodes(job_id, status, None, None)
+
+    def _mirror_nodes(self, parent_id: str, status: str, reason: str | None,
+                      stopped: int | None) -> None:
+        """A waiting multi-node job's nodes wait (or fail) with it; a keyed no-op for
+        other jobs."""
+        self.db.execute(
+            "UPDATE batch_jobs SET status = ?, status_reason = ?, stopped_at = ? "
+            "WHERE parent_id = ? AND node_index IS NOT NULL "
+            "AND status IN ('SUBMITTED', 'PENDING', 'RUNNABLE')",
+            (status, reason, stopped, parent_id))
 
     def _settle(self, finished: list[str], now: int) -> None:
         """Ripple final states: release or fail dependents, settle array parents."""
@@ -302,6 +336,7 @@ class BatchStore:
                     self.db.execute(
                         "UPDATE batch_jobs SET status = 'FAILED', status_reason = ?, "
                         "stopped_at = ? WHERE job_id = ?", (DEPENDENT_FAILED, now, dependent))
+                    self._mirror_nodes(dependent, "FAILED", DEPENDENT_FAILED, now)
                     work.append(dependent)
                 else:
                     self._release(dependent, now)
@@ -312,8 +347,8 @@ class BatchStore:
     def _refresh_parent(self, parent_id: str, now: int) -> bool:
         """Recompute an array parent's status from its children; True if it just ended."""
         parent = self.job(parent_id)
-        if parent is None or parent["status"] in TERMINAL:
-            return False
+        if parent is None or parent["status"] in TERMINAL or parent["num_nodes"] is not None:
+            return False  # a multi-node parent follows its main node (the engine writes it)
         summary = self.children_summary(parent_id)
         total = sum(summary.values())
         done = summary.get("SUCCEEDED", 0) + summary.get("FAILED", 0)
@@ -341,12 +376,13 @@ class BatchStore:
     def runnable(self, queue_arn: str, limit: int, after: Row | None = None) -> list[Row]:
         """A FIFO queue's oldest RUNNABLE jobs, a page at a time (after `after`)."""
         return self.db.query(
-            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND queue_arn = ? AND seq > ? "
-            "ORDER BY seq LIMIT ?", (queue_arn, after["seq"] if after else 0, limit))
+            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND node_index IS NULL AND "
+            "queue_arn = ? AND seq > ? ORDER BY seq LIMIT ?",
+            (queue_arn, after["seq"] if after else 0, limit))
 
     def runnable_shares(self, queue_arn: str) -> list[str]:
         rows = self.db.query("SELECT DISTINCT share FROM batch_jobs WHERE status = 'RUNNABLE' "
-                             "AND queue_arn = ?", (queue_arn,))
+                             "AND node_index IS NULL AND queue_arn = ?", (queue_arn,))
         return [str(r["share"]) for r in rows]
 
     def runnable_in_share(self, queue_arn: str, share: str, limit: int,
@@ -354,9 +390,9 @@ class BatchStore:
         """One share's RUNNABLE jobs: highest scheduling priority first, then oldest."""
         prio, seq = (after["sched_priority"], after["seq"]) if after else (1 << 62, 0)
         return self.db.query(
-            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND queue_arn = ? AND share = ? "
-            "AND (sched_priority < ? OR (sched_priority = ? AND seq > ?)) "
-            "ORDER BY sched_priority DESC, seq LIMIT ?",
+            self._CANDIDATE + "WHERE status = 'RUNNABLE' AND node_index IS NULL AND "
+            "queue_arn = ? AND share = ? AND (sched_priority < ? OR "
+            "(sched_priority = ? AND seq > ?)) ORDER BY sched_priority DESC, seq LIMIT ?",
             (queue_arn, share, prio, prio, seq, limit))
 
     def recent_share_jobs(self, queue_arn: str, since_ms: int) -> list[Row]:
@@ -366,7 +402,8 @@ class BatchStore:
             "AND array_size IS NULL AND COALESCE(stopped_at, started_at) >= ?"
             " UNION ALL SELECT share, vcpus, started_at, stopped_at FROM batch_jobs "
             "WHERE queue_arn = ? AND share IS NOT NULL AND started_at IS NOT NULL AND "
-            "parent_id IS NOT NULL AND COALESCE(stopped_at, started_at) >= ?",
+            "parent_id IS NOT NULL AND node_index IS NULL "
+            "AND COALESCE(stopped_at, started_at) >= ?",
             (queue_arn, since_ms, queue_arn, since_ms))
 
     def claim(self, assignments: Sequence[Sequence[str | None]]) -> list[Row]:
@@ -375,10 +412,17 @@ class BatchStore:
         every RUNNABLE job (SQLite drives it from the status index)."""
         claimed: list[Row] = []
         for job_id, ce, gpus, *_ in ([*a, None] for a in assignments):
-            claimed += self.db.query(
+            rows = self.db.query(
                 "UPDATE batch_jobs SET status = 'STARTING', ce_arn = ?, gpu_ids = ?, "
                 "status_reason = NULL, runtime_ref = NULL WHERE job_id = ? "
                 "AND status = 'RUNNABLE' RETURNING *", (ce, gpus, job_id))
+            if rows and rows[0]["num_nodes"] is not None:
+                # The gang: every node is placed with its parent, never some of them.
+                self.db.execute(
+                    "UPDATE batch_jobs SET status = 'STARTING', ce_arn = ?, "
+                    "status_reason = NULL, runtime_ref = NULL WHERE parent_id = ? "
+                    "AND node_index IS NOT NULL AND status = 'RUNNABLE'", (ce, job_id))
+            claimed += rows
         return claimed
 
     def set_reason(self, job_id: str, reason: str | None) -> None:
@@ -427,6 +471,12 @@ class BatchStore:
                 [(e.status, e.reason, dumps(e.attempts),
                   now if e.status in TERMINAL else None, e.terminated, e.job_id)
                  for e in ended])
+            again = [(e.job_id,) for e in ended if e.nodes_again]
+            if again:
+                self.db.executemany(
+                    "UPDATE batch_jobs SET status = 'RUNNABLE', stopped_at = NULL, "
+                    "ce_arn = NULL, runtime_ref = NULL WHERE parent_id = ? "
+                    "AND node_index IS NOT NULL", again)
             self._settle([e.job_id for e in ended if e.status in TERMINAL], now)
 
     def stop_waiting(self, job_ids: Sequence[str], reason: str, cancelled: bool) -> list[str]:

@@ -13,6 +13,7 @@ from typing import Any
 
 from kobako.batch.common import TERMINAL, arn, check_name, client_error, loads
 from kobako.batch.definitions import validate_retry, validate_timeout
+from kobako.batch.multinode import effective_properties, node_containers, node_overrides
 from kobako.batch.store import BatchStore, NewJob
 from kobako.store.db import Row
 
@@ -83,8 +84,14 @@ def build_jobs(
     store: BatchStore, account: str, region: str, queue: Row, definition: Row,
     definition_spec: dict[str, Any], params: dict[str, Any],
 ) -> list[NewJob]:
-    """The rows for one SubmitJob: one job, or an array parent and its children."""
+    """The rows for one SubmitJob: one job, an array parent and its children, or a
+    multi-node parent and its nodes."""
     name = check_name(params.get("jobName"), "jobName")
+    if definition_spec.get("type") == "multinode":
+        return build_multinode(store, account, region, queue, definition, definition_spec,
+                               params, name)
+    if params.get("nodeOverrides"):
+        raise client_error("nodeOverrides can only be specified for multi-node parallel jobs")
     container, parameters = resolve_container(definition_spec, params)
     vcpus, memory, gpus = resources(container)
     retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
@@ -138,6 +145,68 @@ def build_jobs(
     return jobs
 
 
+def build_multinode(
+    store: BatchStore, account: str, region: str, queue: Row, definition: Row,
+    definition_spec: dict[str, Any], params: dict[str, Any], name: str,
+) -> list[NewJob]:
+    """A multi-node parent (holding the whole gang's vCPUs, memory and GPUs, so that the
+    scheduler places all nodes at once or none) and its nodes `<id>#<n>`, each with its
+    node range's container and its node overrides resolved."""
+    if params.get("arrayProperties") is not None:
+        raise client_error("Array jobs are not supported for multi-node parallel jobs: "
+                           "arrayProperties can't be specified with a multinode job "
+                           "definition")
+    if params.get("containerOverrides"):
+        raise client_error("containerOverrides can't be specified for a multi-node parallel "
+                           "job; use nodeOverrides.nodePropertyOverrides")
+    overrides = params.get("nodeOverrides") or {}
+    props = effective_properties(definition_spec["nodeProperties"], overrides)
+    count, main = int(props["numNodes"]), int(props["mainNode"])
+    per_node = node_overrides(overrides, count)
+    retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
+    timeout = params.get("timeout") or definition_spec.get("timeout")
+    validate_retry(retry)
+    validate_timeout(timeout)
+    depends = params.get("dependsOn") or []
+    deps = _check_dependencies(store, depends, 0)
+    share, priority = share_and_priority(queue, definition_spec, params)
+    job_id = str(uuid.uuid4())
+    common: dict[str, Any] = {
+        "jobDefinitionName": definition["name"],
+        "retryStrategy": retry,
+        "timeout": timeout,
+        "dependsOn": depends,
+        "tags": params.get("tags") or {},
+        "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
+        "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
+        "schedulingPriority": priority,
+        "shareIdentifier": share,
+    }
+    nodes: list[NewJob] = []
+    parameters: dict[str, str] = {}
+    for index, range_container in enumerate(node_containers(props)):
+        container, parameters = resolve_container(
+            {**definition_spec, "containerProperties": range_container},
+            {**params, "containerOverrides": per_node[index]})
+        vcpus, memory, gpus = resources(container)
+        detail = {**common, "parameters": parameters, "container": container,
+                  "nodeDetails": {"nodeIndex": index, "isMainNode": index == main}}
+        nodes.append(NewJob(
+            job_id=f"{job_id}#{index}", account=account, region=region, name=name,
+            queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]), vcpus=vcpus,
+            memory=memory, gpus=gpus, detail=detail, parent_id=job_id, share=share,
+            sched_priority=priority or 0, num_nodes=count, node_index=index))
+    memories = [n.memory for n in nodes if n.memory is not None]
+    parent = NewJob(
+        job_id=job_id, account=account, region=region, name=name,
+        queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]),
+        vcpus=sum(n.vcpus for n in nodes), memory=sum(memories) if memories else None,
+        gpus=sum(n.gpus for n in nodes),
+        detail={**common, "parameters": parameters, "nodeProperties": props},
+        deps=deps, share=share, sched_priority=priority or 0, num_nodes=count)
+    return [parent, *nodes]
+
+
 def share_and_priority(queue: Row, definition: dict[str, Any], params: dict[str, Any]
                        ) -> tuple[str | None, int | None]:
     """A fair-share queue needs a shareIdentifier and a FIFO queue refuses one; the
@@ -188,7 +257,8 @@ def _check_dependencies(store: BatchStore, depends: list[dict[str, Any]], array_
 
 def task_arn(region: str, account: str, job_id: str) -> str:
     """The ECS task ARN an attempt reports (one per job, as AWS's look)."""
-    return f"arn:aws:ecs:{region}:{account}:task/kobako/{job_id.replace(':', '-')}"
+    return (f"arn:aws:ecs:{region}:{account}:task/kobako/"
+            f"{job_id.replace(':', '-').replace('#', '-')}")
 
 
 def job_arn(row: Row) -> str:

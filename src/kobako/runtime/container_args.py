@@ -147,6 +147,10 @@ def create_kwargs(spec: AttemptSpec, job_id: str, owner: str) -> dict[str, Any]:
     if spec.options.get("oci_runtime"):
         kwargs["runtime"] = spec.options["oci_runtime"]
     kwargs.update(network_kwargs(spec.options))
+    if spec.options.get("network_mode"):
+        # "container:<id>": a multi-node job's other nodes join its main node's network
+        # namespace, so the main node's address (127.0.0.1) is theirs too.
+        kwargs["network_mode"] = spec.options["network_mode"]
     return kwargs
 
 
