@@ -61,7 +61,7 @@ def build_image(root: Path, env: dict[str, str], image: str, tools: Iterable[str
     (rootfs / "etc").mkdir()
     (rootfs / "etc" / "kobako-test-image").write_text("busybox\n")
     shutil.copy(str(shutil.which("busybox")), rootfs / "bin" / "busybox")
-    for tool in tools:
+    for tool in dict.fromkeys(tools):  # each once, whoever named it twice
         (rootfs / "bin" / tool).symlink_to("busybox")
     for name, text in (files or {}).items():
         path = rootfs / name.lstrip("/")
