@@ -28,6 +28,10 @@ from sagemaker_helpers import members
 DRIVERS = Path(__file__).parent / "sdk_drivers"
 SDK2 = "sagemaker>=2.200,<3"
 SDK3 = "sagemaker>=3,<4"
+# The trust policy of a SageMaker execution role, as the AWS console writes it.
+SAGEMAKER_TRUST = {"Version": "2012-10-17", "Statement": [{
+    "Effect": "Allow", "Principal": {"Service": "sagemaker.amazonaws.com"},
+    "Action": "sts:AssumeRole"}]}
 
 TRAIN_PY = textwrap.dedent('''
     """Script mode as the scikit-learn container runs it: train under __main__, serve
@@ -141,20 +145,28 @@ def test_sdk3_modeltrainer_train_build_deploy_invoke(tmp_path: Path) -> None:
     try:
         s3: Any = server.client("s3")
         s3.create_bucket(Bucket="sdk3")
+        # The execution role, made through IAM as on AWS: the SDK checks it (GetRole for
+        # its trust policy, SimulatePrincipalPolicy for its permissions) before training.
+        iam: Any = server.client("iam")
+        role = iam.create_role(RoleName="SageMakerRole", Path="/service-role/",
+                               AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))["Role"]
+        iam.attach_role_policy(RoleName="SageMakerRole",
+                               PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess")
         env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test",
-                   AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-                   # kobako has no IAM: skip the SDK's client-side role check
-                   # (iam:SimulatePrincipalPolicy, GetRole), its documented switch.
-                   SAGEMAKER_VALIDATE_ROLE="false")
+                   AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
+        env.pop("SAGEMAKER_VALIDATE_ROLE", None)  # the check runs, whatever the caller set
         (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
             "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
             "      TelemetryOptOut: true\n")
         env["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(tmp_path / "sdk.yaml")
         done = subprocess.run([str(python), str(DRIVERS / "sdk3_modeltrainer.py"), "sdk3",
-                               str(work)], capture_output=True, text=True, env=env,
+                               str(work), role["Arn"]], capture_output=True, text=True, env=env,
                               timeout=300, cwd=tmp_path)
         assert done.returncode == 0, f"{done.stdout[-5000:]}\n{done.stderr[-5000:]}"
         result = json.loads(done.stdout.rsplit("RESULT ", 1)[-1])
+        # the SDK validated the role through kobako's IAM (not skipped)
+        assert " iam -> 200 SimulatePrincipalPolicy" in server.log()
+        assert " iam -> 200 GetRole" in server.log()
         # train(logs=True) streamed the job's log (through the SDK's logger)
         assert "trained weight=7.5" in done.stdout + done.stderr
         assert result["status"] == "Completed"

@@ -2,7 +2,9 @@
 
 Run by tests/test_sagemaker_sdk.py with the python of a virtualenv that has `sagemaker>=3`
 (sagemaker-train, sagemaker-serve, sagemaker-core). The environment points every boto3
-client at kobako (AWS_ENDPOINT_URL); argv: bucket, work directory (with src/, data/).
+client at kobako (AWS_ENDPOINT_URL); argv: bucket, work directory (with src/, data/), the
+execution role's ARN (created through kobako's IAM first, as a user does on AWS: the SDK
+checks it with iam:GetRole and iam:SimulatePrincipalPolicy).
 
 ModelTrainer trains (SourceCode: the SDK's own sm_train.sh and drivers run under
 /opt/ml), its model.tar.gz is fetched from S3 and unpacked, and ModelBuilder builds it
@@ -30,7 +32,6 @@ from sagemaker.serve.utils.types import ModelServer
 from sagemaker.train import ModelTrainer
 from sagemaker.train.configs import Compute, InputData, SourceCode
 
-ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
 REGION = "us-east-1"
 INSTANCE = "ml.m5.large"
 
@@ -48,7 +49,7 @@ class Scaler(InferenceSpec):
 
 
 def main() -> None:
-    bucket, work = sys.argv[1], Path(sys.argv[2])
+    bucket, work, role = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
     logging.basicConfig(level=logging.INFO)  # train(logs=True) logs the job's lines
     session = Session(boto_session=boto3.Session(region_name=REGION), default_bucket=bucket)
     data = session.upload_data(path=str(work / "data"), bucket=bucket, key_prefix="data")
@@ -57,7 +58,7 @@ def main() -> None:
                                            instance_type=INSTANCE),
         source_code=SourceCode(source_dir=str(work / "src"), entry_script="train.py"),
         compute=Compute(instance_type=INSTANCE, instance_count=1),
-        hyperparameters={"scale": 3}, role=ROLE, sagemaker_session=session,
+        hyperparameters={"scale": 3}, role=role, sagemaker_session=session,
         base_job_name="sdk3-train")
     trainer.train(input_data_config=[InputData(channel_name="train", data_source=data)],
                   wait=True, logs=True)
@@ -77,7 +78,7 @@ def main() -> None:
         # auto-capture runs a child python with an empty environment, which finds no
         # region here (it has only AWS_DEFAULT_REGION): the SDK's documented opt-out.
         dependencies={"auto": False},
-        mode=Mode.SAGEMAKER_ENDPOINT, role_arn=ROLE, sagemaker_session=session,
+        mode=Mode.SAGEMAKER_ENDPOINT, role_arn=role, sagemaker_session=session,
         instance_type=INSTANCE)
     model = builder.build()
     # wait=False, then a 1 s poll: deploy(wait=True) polls every 30 s.

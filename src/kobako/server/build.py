@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from kobako import batch, logs, s3, sagemaker, stepfunctions, sts
+from kobako import batch, iam, logs, s3, sagemaker, stepfunctions, sts
 from kobako.config import Config
 from kobako.runtime.select import RuntimeSet
 from kobako.server.app import KobakoApp
@@ -19,6 +19,7 @@ def build_app(config: Config) -> KobakoApp:
     services = [
         s3.service.build(config, db),
         sts.build(),
+        iam.build(config, db),
         logs.build(config, db),
         batch_service,
         stepfunctions.build(config, db),
