@@ -24,7 +24,7 @@ from typing import Any
 import pytest
 
 import kobako
-from conftest import start_server
+from conftest import Server, start_server
 from sagemaker_helpers import members
 
 DRIVERS = Path(__file__).parent / "sdk_drivers"
@@ -87,12 +87,10 @@ def sdk_python(name: str, spec: str) -> Path:
     return python
 
 
-def test_sdk2_sklearn_fit_deploy_predict(tmp_path: Path) -> None:
-    """SDK 2.x, the seeds' form: an SKLearn estimator in script mode fits on CSV data in
-    kobako S3 (logs streamed by fit), its model.tar.gz lands in S3, deploy makes an
-    endpoint, and predict (NumPy in, NumPy out: the SDK's defaults) returns the trained
-    model's answer."""
-    python = sdk_python("sdk2", SDK2)
+def _work_and_server(tmp_path: Path, python: Path) -> tuple[Path, dict[str, str], Server]:
+    """The training source and data, the SDK's environment (this checkout's kobako on
+    PYTHONPATH, telemetry off, credentials and endpoint set once the server is up) and a
+    kobako server run by the venv's python (the model's dependencies are the venv's)."""
     src = str(Path(kobako.__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(
         [src, *filter(None, [os.environ.get("PYTHONPATH")])]))
@@ -101,17 +99,27 @@ def test_sdk2_sklearn_fit_deploy_predict(tmp_path: Path) -> None:
     (work / "data").mkdir()
     (work / "src" / "train.py").write_text(TRAIN_PY)
     (work / "data" / "train.csv").write_text("1,2\n3,4\n")
+    (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
+        "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
+        "      TelemetryOptOut: true\n")
     server = start_server(tmp_path / "data", python=str(python), env=env)
+    env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test",
+               AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
+               SAGEMAKER_USER_CONFIG_OVERRIDE=str(tmp_path / "sdk.yaml"))
+    return work, env, server
+
+
+def test_sdk2_sklearn_fit_deploy_predict(tmp_path: Path) -> None:
+    """SDK 2.x, the seeds' form: an SKLearn estimator in script mode fits on CSV data in
+    kobako S3 (logs streamed by fit), its model.tar.gz lands in S3, deploy makes an
+    endpoint, and predict (NumPy in, NumPy out: the SDK's defaults) returns the trained
+    model's answer."""
+    python = sdk_python("sdk2", SDK2)
+    work, env, server = _work_and_server(tmp_path, python)
     try:
         s3: Any = server.client("s3")
         s3.create_bucket(Bucket="sdk2")
-        env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test",
-                   AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1",
-                   SAGEMAKER_SUPPRESS_V2_WARNING="1")
-        (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
-            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
-            "      TelemetryOptOut: true\n")
-        env["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(tmp_path / "sdk.yaml")
+        env["SAGEMAKER_SUPPRESS_V2_WARNING"] = "1"
         done = subprocess.run([str(python), str(DRIVERS / "sdk2_sklearn.py"), "sdk2",
                                str(work)], capture_output=True, text=True, env=env,
                               timeout=240)
@@ -140,15 +148,7 @@ def test_sdk3_modeltrainer_train_build_deploy_invoke(tmp_path: Path) -> None:
     if os.geteuid() != 0:
         pytest.skip("the SDK 3.x drivers hard-code /opt/ml: binding it needs root")
     python = sdk_python("sdk3", SDK3)
-    src = str(Path(kobako.__file__).resolve().parents[1])
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
-        [src, *filter(None, [os.environ.get("PYTHONPATH")])]))
-    work = tmp_path / "work"
-    (work / "src").mkdir(parents=True)
-    (work / "data").mkdir()
-    (work / "src" / "train.py").write_text(TRAIN_PY)
-    (work / "data" / "train.csv").write_text("1,2\n3,4\n")
-    server = start_server(tmp_path / "data", python=str(python), env=env)
+    work, env, server = _work_and_server(tmp_path, python)
     try:
         s3: Any = server.client("s3")
         s3.create_bucket(Bucket="sdk3")
@@ -159,13 +159,7 @@ def test_sdk3_modeltrainer_train_build_deploy_invoke(tmp_path: Path) -> None:
                                AssumeRolePolicyDocument=json.dumps(SAGEMAKER_TRUST))["Role"]
         iam.attach_role_policy(RoleName="SageMakerRole",
                                PolicyArn="arn:aws:iam::aws:policy/AmazonSageMakerFullAccess")
-        env.update(AWS_ENDPOINT_URL=server.url, AWS_ACCESS_KEY_ID="test",
-                   AWS_SECRET_ACCESS_KEY="test", AWS_DEFAULT_REGION="us-east-1")
         env.pop("SAGEMAKER_VALIDATE_ROLE", None)  # the check runs, whatever the caller set
-        (tmp_path / "sdk.yaml").write_text(  # no telemetry calls to AWS from a test
-            "SchemaVersion: '1.0'\nSageMaker:\n  PythonSDK:\n    Modules:\n"
-            "      TelemetryOptOut: true\n")
-        env["SAGEMAKER_USER_CONFIG_OVERRIDE"] = str(tmp_path / "sdk.yaml")
         done = subprocess.run([str(python), str(DRIVERS / "sdk3_modeltrainer.py"), "sdk3",
                                str(work), role["Arn"]], capture_output=True, text=True, env=env,
                               timeout=300, cwd=tmp_path)
