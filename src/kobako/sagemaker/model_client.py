@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 # Idle connections kept per model server.
 _POOL = 8
+# A request body up to this size is copied behind its head (one buffer, one send).
+_JOIN_LIMIT = 64 * 1024
 
 Release = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
@@ -93,7 +95,10 @@ class ModelClient:
         head = [f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                 f"Content-Length: {len(body)}\r\n"]
         head.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = "".join(head).encode("latin-1") + b"\r\n" + body
+        head.append("\r\n")
+        # Head and body go out in one send; a large body is not copied behind the head.
+        encoded = "".join(head).encode("latin-1")
+        request = (encoded, body) if len(body) > _JOIN_LIMIT else (encoded + body, b"")
         async with asyncio.timeout(timeout):
             reused = self._take(port)
             if reused is not None:
@@ -109,8 +114,11 @@ class ModelClient:
                 raise
 
     async def _exchange(self, port: int, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, request: bytes) -> Answer:
-        writer.write(request)
+                        writer: asyncio.StreamWriter, request: tuple[bytes, bytes]) -> Answer:
+        if request[1]:
+            writer.writelines(request)
+        else:
+            writer.write(request[0])
         status_line = await reader.readline()
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
