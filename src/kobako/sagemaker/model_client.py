@@ -119,19 +119,25 @@ class ModelClient:
             writer.writelines(request)
         else:
             writer.write(request[0])
-        status_line = await reader.readline()
+        try:
+            # The whole head in one read: it nearly always came in one segment.
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:
+                raise StreamBroken("the model server closed the connection without "
+                                   "answering") from None
+            raise StreamBroken("the model server closed the connection mid-head") from None
+        except asyncio.LimitOverrunError:
+            raise StreamBroken("the model server sent an oversized head") from None
+        status_line, _, rest = raw.partition(b"\r\n")
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise StreamBroken("the model server closed the connection without answering")
+            raise StreamBroken("the model server answered with something that is not HTTP")
         headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if not line.strip():
-                if not line:
-                    raise StreamBroken("the model server closed the connection mid-head")
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+        for line in rest.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
         if parts[0] == b"HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
             headers["connection"] = "close"
         return Answer(int(parts[1]), headers, reader, writer,
