@@ -276,10 +276,10 @@ def main() -> int:
         for _ in range(args.calls // 100):
             for side, caller, into in (("kobako", kobako, via_kobako),
                                        ("model", direct_calls, via_model)):
-                before = (cpu_seconds(pid), cpu_seconds(model_pid))
+                before = (cpu_seconds(pid)[0], cpu_seconds(model_pid)[0])
                 into.extend(caller.call() for _ in range(100))
-                cpu[side][0] += cpu_seconds(pid) - before[0]
-                cpu[side][1] += cpu_seconds(model_pid) - before[1]
+                cpu[side][0] += cpu_seconds(pid)[0] - before[0]
+                cpu[side][1] += cpu_seconds(model_pid)[0] - before[1]
         runtime = _client(url, "sagemaker-runtime")
         boto_times = []
         for _ in range(min(args.calls, 500)):

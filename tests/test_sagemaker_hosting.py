@@ -92,6 +92,14 @@ def test_train_then_deploy_and_invoke(server: Server, s3: Any, bucket: str) -> N
         except logs.exceptions.ResourceNotFoundException:
             time.sleep(0.2)
     assert streams and streams[0]["logStreamName"].startswith("AllTraffic/")
+    # The model server's access-log lines (batched, not one write per request) arrive.
+    stream_name, found = streams[0]["logStreamName"], []
+    while not found and time.monotonic() < deadline:
+        found = [e["message"] for e in logs.get_log_events(
+            logGroupName=f"/aws/sagemaker/Endpoints/{endpoint}",
+            logStreamName=stream_name)["events"] if '"POST /invocations' in e["message"]]
+        time.sleep(0 if found else 0.2)
+    assert found and any(" 500 " in line for line in found)
 
     listed = sm.list_endpoints(NameContains=endpoint)["Endpoints"]
     assert [(e["EndpointName"], e["EndpointStatus"]) for e in listed] == [
@@ -139,6 +147,9 @@ def test_variants_weights_target_variant_and_update(server: Server, s3: Any,
     assert updated["EndpointStatus"] == "InService"
     assert updated["EndpointConfigName"] == config
     assert _invoke(rt, endpoint, {"a": 1}) == ({"a": 1}, "echo")
+    # A body above the relay's join limit goes out as head + body without a copy.
+    large = {"values": list(range(200_000))}
+    assert _invoke(rt, endpoint, large) == (large, "echo")
     sm.delete_endpoint(EndpointName=endpoint)
 
 

@@ -35,9 +35,11 @@ def _validation(message: str) -> AwsError:
 def build_handlers(store: SageMakerStore, manager: EndpointManager) -> dict[str, Handler]:
     def target(ctx: RequestContext, params: dict[str, Any]) -> tuple[dict[str, Any], Variant]:
         name = str(params.get("EndpointName") or "")
-        detail = store.get(Key(ENDPOINT, ctx.account_id, ctx.region, name))
-        if detail is None:
+        found = store.fields(Key(ENDPOINT, ctx.account_id, ctx.region, name),
+                             "$.EndpointName", "$.EndpointStatus")
+        if found is None:
             raise _validation(f"Endpoint {name} of account {ctx.account_id} not found.")
+        detail = {"EndpointName": str(found[0]), "EndpointStatus": str(found[1])}
         key = Key(ENDPOINT, ctx.account_id, ctx.region, detail["EndpointName"])
         if detail["EndpointStatus"] not in ("InService", "Updating", "SystemUpdating"):
             raise _validation(f"Endpoint {name} of account {ctx.account_id} is not in service "

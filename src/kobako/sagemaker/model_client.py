@@ -15,6 +15,8 @@ from dataclasses import dataclass
 
 # Idle connections kept per model server.
 _POOL = 8
+# A request body up to this size is copied behind its head (one buffer, one send).
+_JOIN_LIMIT = 64 * 1024
 
 Release = Callable[[asyncio.StreamReader, asyncio.StreamWriter], None]
 
@@ -93,7 +95,10 @@ class ModelClient:
         head = [f"POST /invocations HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
                 f"Content-Length: {len(body)}\r\n"]
         head.extend(f"{name}: {value}\r\n" for name, value in headers.items())
-        request = "".join(head).encode("latin-1") + b"\r\n" + body
+        head.append("\r\n")
+        # Head and body go out in one send; a large body is not copied behind the head.
+        encoded = "".join(head).encode("latin-1")
+        request = (encoded, body) if len(body) > _JOIN_LIMIT else (encoded + body, b"")
         async with asyncio.timeout(timeout):
             reused = self._take(port)
             if reused is not None:
@@ -109,21 +114,30 @@ class ModelClient:
                 raise
 
     async def _exchange(self, port: int, reader: asyncio.StreamReader,
-                        writer: asyncio.StreamWriter, request: bytes) -> Answer:
-        writer.write(request)
-        status_line = await reader.readline()
+                        writer: asyncio.StreamWriter, request: tuple[bytes, bytes]) -> Answer:
+        if request[1]:
+            writer.writelines(request)
+        else:
+            writer.write(request[0])
+        try:
+            # The whole head in one read: it nearly always came in one segment.
+            raw = await reader.readuntil(b"\r\n\r\n")
+        except asyncio.IncompleteReadError as error:
+            if not error.partial:
+                raise StreamBroken("the model server closed the connection without "
+                                   "answering") from None
+            raise StreamBroken("the model server closed the connection mid-head") from None
+        except asyncio.LimitOverrunError:
+            raise StreamBroken("the model server sent an oversized head") from None
+        status_line, _, rest = raw.partition(b"\r\n")
         parts = status_line.split(None, 2)
         if len(parts) < 2 or not parts[0].startswith(b"HTTP/") or not parts[1].isdigit():
-            raise StreamBroken("the model server closed the connection without answering")
+            raise StreamBroken("the model server answered with something that is not HTTP")
         headers: dict[str, str] = {}
-        while True:
-            line = await reader.readline()
-            if not line.strip():
-                if not line:
-                    raise StreamBroken("the model server closed the connection mid-head")
-                break
-            name, _, value = line.decode("latin-1").partition(":")
-            headers[name.strip().lower()] = value.strip()
+        for line in rest.decode("latin-1").split("\r\n"):
+            name, _, value = line.partition(":")
+            if name:
+                headers[name.strip().lower()] = value.strip()
         if parts[0] == b"HTTP/1.0" and headers.get("connection", "").lower() != "keep-alive":
             headers["connection"] = "close"
         return Answer(int(parts[1]), headers, reader, writer,

@@ -13,12 +13,14 @@ inference toolkit does. A failing handler answers 500 (or the exception's
 from __future__ import annotations
 
 import argparse
+import email.utils
 import importlib.util
 import io
 import json
 import os
 import sys
 import threading
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -170,7 +172,52 @@ class Model:
         return bytes(payload), kind
 
 
-def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
+class AccessLog:
+    """The access-log lines (one per request, as nginx or TorchServe in AWS's framework
+    containers write them), written to stdout in batches: a write and flush per request
+    cost the model server a syscall and kobako a wake-up of its log pump per
+    invocation. Lines wait at most `delay` seconds."""
+
+    def __init__(self, delay: float = 0.05) -> None:
+        self.delay = delay
+        self._lines: list[str] = []
+        self._lock = threading.Lock()
+        self._pending = threading.Event()
+        threading.Thread(target=self._run, name="access-log", daemon=True).start()
+
+    def add(self, line: str) -> None:
+        with self._lock:
+            self._lines.append(line)
+        self._pending.set()
+
+    def _run(self) -> None:
+        while True:
+            self._pending.wait()
+            time.sleep(self.delay)
+            self._pending.clear()
+            self.flush()
+
+    def flush(self) -> None:
+        with self._lock:
+            lines, self._lines = self._lines, []
+        if lines:
+            sys.stdout.write("".join(lines))
+            sys.stdout.flush()
+
+
+_date_cache: tuple[int, str] = (0, "")
+
+
+def _http_date() -> str:
+    """The Date header, formatted once a second."""
+    global _date_cache
+    now = int(time.time())
+    if _date_cache[0] != now:
+        _date_cache = (now, email.utils.formatdate(now, usegmt=True))
+    return _date_cache[1]
+
+
+def handler_for(model: Model, access_log: AccessLog) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
         # The head and the body (or each streamed chunk) are separate writes: with
@@ -178,11 +225,12 @@ def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
         disable_nagle_algorithm = True
 
         def _reply(self, status: int, body: bytes, kind: str = "text/plain") -> None:
-            self.send_response(status)
-            self.send_header("Content-Type", kind)
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+            """Head and body in one send: as two, the caller wakes up twice per answer."""
+            self.log_request(status, len(body))
+            reason = self.responses.get(status, ("",))[0]
+            head = (f"HTTP/1.1 {status} {reason}\r\nDate: {_http_date()}\r\n"
+                    f"Content-Type: {kind}\r\nContent-Length: {len(body)}\r\n\r\n")
+            self.wfile.write(head.encode("latin-1") + body)
 
         def do_GET(self) -> None:
             if self.path == "/ping":
@@ -234,8 +282,7 @@ def handler_for(model: Model) -> type[BaseHTTPRequestHandler]:
             self.wfile.write(b"0\r\n\r\n")
 
         def log_message(self, format: str, *args: Any) -> None:
-            sys.stdout.write(f"{self.address_string()} - {format % args}\n")
-            sys.stdout.flush()
+            access_log.add(f"{self.address_string()} - {format % args}\n")
 
     return Handler
 
@@ -248,7 +295,7 @@ def main(argv: list[str] | None = None) -> None:
     program = os.environ.get("SAGEMAKER_PROGRAM") or "inference.py"
     module = load_program(os.path.join(args.model_dir, "code"), program)
     model = Model(args.model_dir, module)
-    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(model))
+    server = ThreadingHTTPServer(("127.0.0.1", args.port), handler_for(model, AccessLog()))
     print(f"Model server listening on 127.0.0.1:{args.port}", flush=True)
     server.serve_forever()
 
