@@ -157,3 +157,48 @@ def test_history_limit_fails_the_execution(server: Server) -> None:
     last = sfn.get_execution_history(executionArn=execution, reverseOrder=True,
                                      maxResults=1)["events"][0]
     assert last["id"] == 25_000 and last["type"] == "ExecutionFailed"
+
+
+def test_a_hundred_executions_in_flight_survive_kill_9(tmp_path: Path) -> None:
+    """The issue's bar: kill -9 with 100 executions in flight (some in a Wait, some in an
+    inline Map, some between Pass states); after the restart every one of them finishes,
+    once, with the output its input gives, and none is lost or left RUNNING."""
+    server = start_server(tmp_path / "data")
+    definition = {"StartAt": "Tag", "States": {
+        "Tag": {"Type": "Pass", "Next": "Pause", "Parameters": {
+            "n.$": "$.n", "items.$": "States.ArrayRange(1, 4, 1)"}},
+        "Pause": {"Type": "Wait", "SecondsPath": "$.n", "Next": "Each"},
+        "Each": {"Type": "Map", "ItemsPath": "$.items", "ItemSelector": {
+            "i.$": "$$.Map.Item.Value", "n.$": "$.n"}, "ItemProcessor": {
+                "StartAt": "Mul", "States": {"Mul": {
+                    "Type": "Pass", "Parameters": {"v.$": "States.MathAdd($.i, $.n)"},
+                    "OutputPath": "$.v", "End": True}}},
+            "ResultPath": "$.sums", "Next": "Done"},
+        "Done": {"Type": "Pass", "Parameters": {"n.$": "$.n", "sums.$": "$.sums"},
+                 "End": True}}}
+    try:
+        sfn = server.client("stepfunctions")
+        arn = machine(sfn, definition)
+        started = {n: sfn.start_execution(stateMachineArn=arn, name=f"e{n}",
+                                          input=json.dumps({"n": n % 3}))["executionArn"]
+                   for n in range(100)}
+        # In flight: the ones waiting 1-2 s have not finished when the server dies.
+        running = [a for a in started.values()
+                   if sfn.describe_execution(executionArn=a)["status"] == "RUNNING"]
+        assert len(running) >= 30, len(running)
+        server = _restart(server, tmp_path / "data")
+        sfn = server.client("stepfunctions")
+        for n, execution in started.items():
+            done = wait_done(sfn, execution, 30)
+            assert done["status"] == "SUCCEEDED", (n, done)
+            m = n % 3
+            assert json.loads(done["output"]) == {"n": m, "sums": [1 + m, 2 + m, 3 + m, 4 + m]}
+            types = [e["type"] for e in _history(sfn, execution)]
+            assert types.count("ExecutionStarted") == 1 and types.count("ExecutionSucceeded") == 1
+            assert types[-1] == "ExecutionSucceeded"
+        listed = sfn.list_executions(stateMachineArn=arn, maxResults=1000)["executions"]
+        assert sorted(e["name"] for e in listed) == sorted(f"e{n}" for n in range(100))
+        assert {e["status"] for e in listed} == {"SUCCEEDED"}
+    finally:
+        server.stop()
+    assert " -> 500 " not in server.log()
