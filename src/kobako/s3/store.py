@@ -27,7 +27,7 @@ from typing import Any
 
 from kobako.s3.checksums import new_hasher
 from kobako.store.backends import BlobBackends
-from kobako.store.blobs import BlobStore, BlobWriter
+from kobako.store.blobs import BlobStore, BlobWriter, LocalBlobStore
 from kobako.store.db import Database, Row
 
 # A PUT body up to this size is read into memory and written by one thread call.
@@ -374,7 +374,10 @@ class S3Store:
             if size > SMALL_BODY:
                 break
         else:
-            blob_id = await asyncio.to_thread(blobs.write, gathered)
+            if isinstance(blobs, LocalBlobStore):  # with other PUTs' bodies, one wake-up
+                blob_id = await blobs.write_grouped(gathered)
+            else:
+                blob_id = await asyncio.to_thread(blobs.write, gathered)
             digests = {name: hasher.digest() for name, hasher in hashers.items()}
             return Ingested(blob_id, size, md5.digest(), digests)
         writer = await asyncio.to_thread(blobs.writer)
