@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -514,6 +514,16 @@ class S3Store:
         """Insert or replace the object row; returns the replaced object's blobs."""
         with self.db.transaction():
             return self.put_object_in_tx(record)
+
+    def put_object_grouped(self, record: ObjectRecord,
+                           check: Callable[[], None]) -> asyncio.Future[list[str]]:
+        """`put_object` in the loop turn's shared transaction (`Database.grouped`),
+        after `check` (which may raise) in the same transaction; resolves to the
+        replaced object's blobs once committed."""
+        def work() -> list[str]:
+            check()
+            return self.put_object_in_tx(record)
+        return self.db.grouped(work)
 
     def delete_object(self, bucket: str, key: str) -> list[str]:
         """Delete the current object; returns blobs to discard."""
