@@ -138,14 +138,21 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             last_modified=now(), storage_class=klass,
             segments=[(ingested.blob_id, ingested.size)], headers=headers, checksums=checksums,
         )
-        try:
+        def check() -> None:  # in the transaction that writes the row
             _check_write_conditions(s3, bucket, key, params)
             # The bucket may have been deleted while the body streamed (a cached lookup).
             if s3.store.get_bucket(bucket) is None:
                 raise errors.no_such_bucket(bucket)
-            replaced = s3.store.put_object(record)
+
+        # Group commit: answered once the transaction holding this row committed.
+        committed = s3.store.put_object_grouped(record, check)
+        try:
+            replaced = await committed
         except BaseException:
-            s3.store.discard([ingested.blob_id])
+            if not _succeeded(committed):  # no row refers to the new blob
+                s3.store.discard([ingested.blob_id])
+            else:  # committed, but this task was cancelled since
+                s3.store.discard(committed.result())
             raise
         s3.store.discard(replaced)
         return {"ETag": record.etag, "VersionId": written_version(record),
@@ -333,6 +340,10 @@ def written_version(record: ObjectRecord) -> str | None:
     """The x-amz-version-id a write answers with: none for a suspended bucket's null version,
     as AWS's PutObject examples show."""
     return None if record.version_id == "null" else record.version_id
+
+
+def _succeeded(future: asyncio.Future[Any]) -> bool:
+    return future.done() and not future.cancelled() and future.exception() is None
 
 
 def _check_write_conditions(s3: S3Backend, bucket: str, key: str, params: dict[str, Any]) -> None:

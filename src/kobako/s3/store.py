@@ -19,7 +19,7 @@ import secrets
 import threading
 import time
 import weakref
-from collections.abc import AsyncIterable, Iterator
+from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -27,7 +27,7 @@ from typing import Any
 
 from kobako.s3.checksums import new_hasher
 from kobako.store.backends import BlobBackends
-from kobako.store.blobs import BlobStore, BlobWriter
+from kobako.store.blobs import BlobStore, BlobWriter, LocalBlobStore
 from kobako.store.db import Database, Row
 
 # A PUT body up to this size is read into memory and written by one thread call.
@@ -374,7 +374,10 @@ class S3Store:
             if size > SMALL_BODY:
                 break
         else:
-            blob_id = await asyncio.to_thread(blobs.write, gathered)
+            if isinstance(blobs, LocalBlobStore):  # with other PUTs' bodies, one wake-up
+                blob_id = await blobs.write_grouped(gathered)
+            else:
+                blob_id = await asyncio.to_thread(blobs.write, gathered)
             digests = {name: hasher.digest() for name, hasher in hashers.items()}
             return Ingested(blob_id, size, md5.digest(), digests)
         writer = await asyncio.to_thread(blobs.writer)
@@ -511,6 +514,16 @@ class S3Store:
         """Insert or replace the object row; returns the replaced object's blobs."""
         with self.db.transaction():
             return self.put_object_in_tx(record)
+
+    def put_object_grouped(self, record: ObjectRecord,
+                           check: Callable[[], None]) -> asyncio.Future[list[str]]:
+        """`put_object` in the loop turn's shared transaction (`Database.grouped`),
+        after `check` (which may raise) in the same transaction; resolves to the
+        replaced object's blobs once committed."""
+        def work() -> list[str]:
+            check()
+            return self.put_object_in_tx(record)
+        return self.db.grouped(work)
 
     def delete_object(self, bucket: str, key: str) -> list[str]:
         """Delete the current object; returns blobs to discard."""

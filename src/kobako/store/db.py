@@ -1,19 +1,26 @@
 """The metadata store: a narrow SQL interface, SQLite (WAL) underneath.
 
 Services speak portable SQL through `Database` only (execute / query / one /
-transaction / migrate), so that a PostgreSQL implementation of this class can stand
+transaction / grouped / migrate), so that a PostgreSQL implementation of this class can stand
 in for several servers later. SQLite runs in autocommit mode; `transaction()` opens
 BEGIN IMMEDIATE so that a read-modify-write never interleaves with another writer.
+
+`grouped` is group commit for the event loop: the writes queued during one loop turn
+share one transaction (one BEGIN/COMMIT, one round of WAL writes and file locks), each
+in a savepoint of its own, and every caller resumes only after that COMMIT returned.
 """
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 Row = sqlite3.Row
 Params = Sequence[Any]
@@ -42,6 +49,7 @@ class Database:
             f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}",
         ):
             self._conn.execute(pragma)
+        self._grouped: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
         self._closing = threading.Event()
         self._checkpointer = threading.Thread(
             target=self._checkpoint_loop, args=(path,), name="kobako-checkpoint", daemon=True)
@@ -80,6 +88,47 @@ class Database:
                 self._conn.execute("ROLLBACK")
                 raise
             self._conn.execute("COMMIT")
+
+    def grouped(self, work: Callable[[], T]) -> asyncio.Future[T]:
+        """Run `work` (SQL through this Database) in the transaction this loop turn's
+        `grouped` calls share; the future resolves (to what `work` returned, or its
+        exception, with its savepoint rolled back) once that transaction committed.
+        `work` is skipped if the future was cancelled before its turn came."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[T] = loop.create_future()
+        self._grouped.append((work, future))
+        if len(self._grouped) == 1:
+            loop.call_soon(self._commit_grouped)
+        return future
+
+    def _commit_grouped(self) -> None:
+        batch, self._grouped = self._grouped, []
+        outcomes: list[tuple[bool, Any]] = []
+        try:
+            with self.transaction():
+                for work, future in batch:
+                    if future.cancelled():
+                        outcomes.append((False, None))
+                        continue
+                    self._conn.execute("SAVEPOINT grouped")
+                    try:
+                        outcomes.append((True, work()))
+                    except Exception as error:  # this write alone fails
+                        self._conn.execute("ROLLBACK TO grouped")
+                        outcomes.append((False, error))
+                    self._conn.execute("RELEASE grouped")
+        except Exception as error:  # the COMMIT failed: none of them happened
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        for (_, future), (ok, value) in zip(batch, outcomes, strict=True):
+            if future.done():
+                continue
+            if ok:
+                future.set_result(value)
+            else:
+                future.set_exception(value)
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Apply the schema steps of `component` not yet applied, in order."""
