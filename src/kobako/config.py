@@ -16,6 +16,7 @@ Read from an optional TOML file (`kobako serve --config FILE`):
     container_host = "unix:///run/podman/podman.sock"   # else DOCKER_HOST, docker.sock, ...
     pull_timeout = 300                 # seconds before an image pull counts as failed
     registry_mirror = "mirror.internal:5000"            # tried first for Docker Hub images
+                                       # (or "https://mirror.internal:5000", as daemon.json)
     sagemaker = "container"            # SageMaker images run as containers (else: default)
 
     [backends.archive]                 # a data backend: another S3 endpoint (AWS, MinIO...)
@@ -102,6 +103,15 @@ class BackendConfig:
         return out
 
 
+def _mirror_prefix(value: object) -> str | None:
+    """The mirror as an image-reference prefix: "host[:port]", or with a path for a
+    proxy project ("harbor.internal/dockerhub"). Docker's daemon.json spells mirrors
+    as URLs ("https://mirror.gcr.io"); an engine API pull takes no scheme (the
+    engine's own registries config says http or https), so it is dropped."""
+    prefix = str(value or "").strip().removeprefix("https://").removeprefix("http://")
+    return prefix.rstrip("/") or None
+
+
 @dataclass
 class RuntimeConfig:
     """Which backend runs Batch attempts by default, and how to reach a container engine."""
@@ -122,8 +132,7 @@ class RuntimeConfig:
         host = raw.get("container_host")
         out.container_host = str(host) if host else None
         out.pull_timeout = float(str(raw.get("pull_timeout", out.pull_timeout)))
-        mirror = raw.get("registry_mirror")
-        out.registry_mirror = str(mirror) if mirror else None
+        out.registry_mirror = _mirror_prefix(raw.get("registry_mirror"))
         sagemaker = raw.get("sagemaker")
         if sagemaker is not None and str(sagemaker) not in RUNTIMES:
             raise ValueError(f"[runtime] sagemaker must be one of {RUNTIMES}, not {sagemaker}")
