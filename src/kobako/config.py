@@ -147,6 +147,8 @@ class Config:
     users: dict[str, Credential] = field(default_factory=lambda: {"test": DEFAULT_USER})
     hostnames: list[str] = field(default_factory=lambda: ["localhost", "s3.localhost"])
     fsync: bool = True
+    # PutObject bodies of at most this many bytes live in SQLite (kobako.store.inline).
+    inline_bytes: int = 64 * 1024
     runtime: RuntimeConfig = field(default_factory=RuntimeConfig)
     backends: dict[str, BackendConfig] = field(default_factory=dict)
 
@@ -162,6 +164,11 @@ class Config:
         config.region = str(raw.get("region", config.region))
         config.hostnames = [str(h) for h in raw.get("hostnames", config.hostnames)]
         config.fsync = bool(raw.get("fsync", True))
+        inline_bytes = raw.get("inline_bytes", config.inline_bytes)
+        if (not isinstance(inline_bytes, int) or isinstance(inline_bytes, bool)
+                or not 0 <= inline_bytes <= 1024 * 1024):
+            raise ValueError("inline_bytes must be a whole number of bytes from 0 to 1048576")
+        config.inline_bytes = inline_bytes
         config.runtime = RuntimeConfig.parse(dict(raw.get("runtime", {})))
         config.backends = {name: BackendConfig.parse(name, dict(table))
                            for name, table in dict(raw.get("backends", {})).items()}

@@ -81,11 +81,12 @@ class S3Backend:
         return record
 
     async def ingest_body(
-        self, body: BodyStream, params: dict[str, Any], trailer: str = ""
+        self, body: BodyStream, params: dict[str, Any], trailer: str = "", inline: bool = False
     ) -> tuple[Ingested, dict[str, str]]:
         """Stream the request body to a blob and check every digest the client sent.
 
-        Returns the blob and the checksums to store (algorithm -> base64).
+        Returns the blob and the checksums to store (algorithm -> base64). With
+        `inline`, a small body may come back unwritten (see `S3Store.ingest`).
         """
         wanted = requested_checksums(params, trailer)
         expected_md5 = params.get("ContentMD5")
@@ -96,7 +97,7 @@ class S3Backend:
             except (ValueError, binascii.Error):
                 raise AwsError("InvalidDigest", "The Content-MD5 you specified was invalid.",
                                400) from None
-        ingested = await self.store.ingest(body, set(wanted), params.get("Bucket"))
+        ingested = await self.store.ingest(body, set(wanted), params.get("Bucket"), inline)
         try:
             declared = params.get("ContentLength")
             if body.length is not None and ingested.size != body.length:
@@ -119,7 +120,8 @@ class S3Backend:
                     raise errors.bad_digest(algorithm.lower())
                 stored[algorithm] = actual
         except BaseException:
-            self.store.discard([ingested.blob_id])
+            if ingested.inline is None:  # an inline body was never stored
+                self.store.discard([ingested.blob_id])
             raise
         return ingested, stored
 
@@ -134,7 +136,7 @@ class S3Backend:
             return b"".join(self._read_sync(record.segments, start, last))
         stream = self._stream(record.segments, start, last)
         spans = _spans(record.segments, start, last)
-        if not all(self.store.blobs.is_local(blob_id) for blob_id, _, _ in spans):
+        if not all(self.store.blobs.is_file(blob_id) for blob_id, _, _ in spans):
             return stream
         # Local files: a server that can (kobako.server.http) sends them with sendfile.
         regions = [FileRegion(functools.partial(_open_file, self.store.blobs, blob_id),

@@ -132,7 +132,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         lock.stamp(s3.store, bucket, params, headers)
         _check_write_conditions(s3, bucket, key, params)
         trailer = ctx.request.headers.get("x-amz-trailer", "")
-        ingested, checksums = await s3.ingest_body(params["Body"], params, trailer)
+        ingested, checksums = await s3.ingest_body(params["Body"], params, trailer, inline=True)
         record = ObjectRecord(
             bucket=bucket, key=key, size=ingested.size, etag=f'"{ingested.md5.hex()}"',
             last_modified=now(), storage_class=klass,
@@ -145,12 +145,13 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
                 raise errors.no_such_bucket(bucket)
 
         # Group commit: answered once the transaction holding this row committed.
-        committed = s3.store.put_object_grouped(record, check)
+        committed = s3.store.put_object_grouped(record, check, ingested)
         try:
             replaced = await committed
         except BaseException:
             if not _succeeded(committed):  # no row refers to the new blob
-                s3.store.discard([ingested.blob_id])
+                if ingested.inline is None:  # (an inline body was rolled back with it)
+                    s3.store.discard([ingested.blob_id])
             else:  # committed, but this task was cancelled since
                 s3.store.discard(committed.result())
             raise

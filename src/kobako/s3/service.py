@@ -86,7 +86,7 @@ def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
 
 
 def build(config: Config, db: Database) -> Service:
-    store = S3Store(db, open_blobs(config))
+    store = S3Store(db, open_blobs(config, db), config.inline_bytes)
     users: dict[str, str] = {}
     for user in config.users.values():
         users.setdefault(canonical_user_id(user.account_id), user.display_name)

@@ -6,7 +6,9 @@ object is a list of segments (blob id, size): one for a plain PUT, one per part 
 completed multipart upload, so completing a 1 GiB upload moves no bytes. A write is made
 durable in this order: blob fsynced and renamed, then the row committed, then the
 blobs it replaced deleted. A crash between the steps leaves at worst an orphan blob,
-never a row pointing at missing bytes.
+never a row pointing at missing bytes. A small PutObject body (`Config.inline_bytes`)
+is written into SQLite by the transaction that writes its row (kobako.store.inline),
+and deleted by the one that drops it: no order to keep, nothing to orphan.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ from kobako.s3.checksums import new_hasher
 from kobako.store.backends import BlobBackends
 from kobako.store.blobs import BlobStore, BlobWriter, LocalBlobStore
 from kobako.store.db import Database, Row
+from kobako.store.inline import is_inline
 
 # A PUT body up to this size is read into memory and written by one thread call.
 SMALL_BODY = 1024 * 1024
@@ -155,7 +158,7 @@ _UNREAD: Any = object()
 
 
 # The segments column of a one-segment object (every plain PUT), as json.dumps writes it.
-_ONE_SEGMENT = re.compile(r'\[\["([0-9a-f]{32})", (\d+)\]\]\Z')
+_ONE_SEGMENT = re.compile(r'\[\["(@?[0-9a-f]{32})", (\d+)\]\]\Z')
 
 
 def _segments(text: str) -> list[tuple[str, int]]:
@@ -306,12 +309,16 @@ class Ingested:
     size: int
     md5: bytes
     digests: dict[str, bytes]
+    # A small body to be stored inline (kobako.store.inline) under `blob_id` by the
+    # transaction that writes its row: nothing is stored yet. None: already durable.
+    inline: bytes | None = None
 
 
 class S3Store:
-    def __init__(self, db: Database, blobs: BlobBackends) -> None:
+    def __init__(self, db: Database, blobs: BlobBackends, inline_bytes: int = 0) -> None:
         self.db = db
         self.blobs = blobs
+        self.inline_bytes = inline_bytes
         db.migrate("s3", SCHEMA)
         self._cache = _cache_of(db)
 
@@ -351,13 +358,15 @@ class S3Store:
         return made
 
     async def ingest(self, pieces: AsyncIterable[bytes], algorithms: set[str],
-                     bucket: str | None = None) -> Ingested:
+                     bucket: str | None = None, inline: bool = False) -> Ingested:
         """Stream `pieces` into a new durable blob in `bucket`'s store, hashing as they
         pass.
 
         A body of up to SMALL_BODY bytes is gathered in memory first and written,
         fsynced and renamed by one worker-thread call; a larger one streams into a temp
-        file opened off the event loop.
+        file opened off the event loop. With `inline`, a body of at most `inline_bytes`
+        for a bucket in the data directory is returned unwritten (`Ingested.inline`):
+        the caller must `insert_inline` it in the transaction that writes its row.
         """
         blobs = self.blobs_of(bucket)
         md5 = hashlib.md5()
@@ -374,6 +383,10 @@ class S3Store:
             if size > SMALL_BODY:
                 break
         else:
+            if inline and size <= self.inline_bytes and isinstance(blobs, LocalBlobStore):
+                digests = {name: hasher.digest() for name, hasher in hashers.items()}
+                return Ingested(self.blobs.inline.new_id(), size, md5.digest(), digests,
+                                b"".join(gathered))
             if isinstance(blobs, LocalBlobStore):  # with other PUTs' bodies, one wake-up
                 blob_id = await blobs.write_grouped(gathered)
             else:
@@ -396,6 +409,11 @@ class S3Store:
             raise
         digests = {name: hasher.digest() for name, hasher in hashers.items()}
         return Ingested(blob_id, writer.size, md5.digest(), digests)
+
+    def insert_inline(self, ingested: Ingested) -> None:
+        """Store an inline body (see `ingest`); inside the row's transaction."""
+        if ingested.inline is not None:
+            self.blobs.inline.insert(ingested.blob_id, ingested.inline)
 
     def discard(self, blob_ids: list[str]) -> None:
         for blob_id in blob_ids:
@@ -515,13 +533,16 @@ class S3Store:
         with self.db.transaction():
             return self.put_object_in_tx(record)
 
-    def put_object_grouped(self, record: ObjectRecord,
-                           check: Callable[[], None]) -> asyncio.Future[list[str]]:
+    def put_object_grouped(self, record: ObjectRecord, check: Callable[[], None],
+                           ingested: Ingested | None = None) -> asyncio.Future[list[str]]:
         """`put_object` in the loop turn's shared transaction (`Database.grouped`),
-        after `check` (which may raise) in the same transaction; resolves to the
-        replaced object's blobs once committed."""
+        after `check` (which may raise) in the same transaction, with `ingested`'s
+        inline body if it has one; resolves to the replaced object's blobs once
+        committed."""
         def work() -> list[str]:
             check()
+            if ingested is not None:
+                self.insert_inline(ingested)
             return self.put_object_in_tx(record)
         return self.db.grouped(work)
 
@@ -544,7 +565,7 @@ class S3Store:
                     return [], None
                 self.db.execute(
                     "DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
-                return [b for b, _ in json.loads(old["segments"])], None
+                return self._release([b for b, _ in json.loads(old["segments"])]), None
             marker = ObjectRecord(
                 bucket=bucket, key=key, size=0, etag="", last_modified=now(),
                 storage_class="STANDARD", segments=[], delete_marker=True,
@@ -646,7 +667,7 @@ class S3Store:
         freed: list[str] = []
         if status is None:
             record.version_id = None
-            freed = [b for b, _ in json.loads(old["segments"])] if old else []
+            freed = self._release([b for b, _ in json.loads(old["segments"])]) if old else []
         else:
             record.version_id = new_version_id() if status == "Enabled" else "null"
             if record.version_id == "null":
@@ -685,7 +706,19 @@ class S3Store:
             "DELETE FROM s3_versions WHERE bucket = ? AND key = ? AND version_id = ?",
             (bucket, key, version_id),
         )
-        return [b for b, _ in json.loads(row["segments"])]
+        return self._release([b for b, _ in json.loads(row["segments"])])
+
+    def _release(self, blob_ids: list[str]) -> list[str]:
+        """Blobs no row refers to any more, inside the transaction that dropped the
+        rows: inline ones are deleted now (with that transaction); the rest are
+        returned, to be discarded once it committed."""
+        files = []
+        for blob_id in blob_ids:
+            if is_inline(blob_id):
+                self.blobs.inline.delete(blob_id)
+            else:
+                files.append(blob_id)
+        return files
 
     # ------------------------------------------------------------ versions
 
@@ -730,7 +763,7 @@ class S3Store:
             if versioning_status(self, bucket) is None:
                 self.db.execute(
                     "DELETE FROM s3_objects WHERE bucket = ? AND key = ?", (bucket, key))
-                return victim, victim.blobs
+                return victim, self._release(victim.blobs)
             freed = self._drop_version(bucket, key, version_id)
             self._restore_current(bucket, key)
         return victim, freed

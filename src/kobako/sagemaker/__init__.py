@@ -46,7 +46,7 @@ __all__ = ["build"]
 def build(config: Config, db: Database, logs_store: LogStore,
           runtime: Runtime | None = None, ledger: Ledger | None = None) -> list[Service]:
     store = SageMakerStore(db)
-    s3 = S3Store(db, open_blobs(config))
+    s3 = S3Store(db, open_blobs(config, db))
     work = config.data_dir / "sagemaker"
     runtime = runtime or RuntimeSet(config.runtime, config.data_dir)
     capacity = Capacity(ledger or LocalLedger(Host.detect()))

@@ -26,6 +26,9 @@ made just before them, for FANOUT_RUN ids, then move to a new random pair of
 directories: a fresh data directory would otherwise make a directory (and fail a rename
 first) for almost every new blob until all 65,536 existed. Ids keep 112 random bits.
 
+Small PutObject bodies do not come here at all: they are kept in SQLite with their row
+(kobako.store.inline), which costs a fraction of a file's create, fsync and rename.
+
 `BlobStore` is the narrow interface the S3 store uses; `LocalBlobStore` is this
 directory, `kobako.store.remote.RemoteBlobStore` another S3 endpoint, and
 `kobako.store.backends.BlobBackends` routes a blob id to the store that holds it.
