@@ -33,12 +33,14 @@ from kobako.store.db import Database
 
 PREFIX = "@"
 
+# A rowid table: SQLite stores rows of several KiB (overflow pages) much more cheaply
+# in a rowid table than in a WITHOUT ROWID one (~50 vs ~100 us per 4 KiB insert here).
 SCHEMA = [
     """
     CREATE TABLE blob_inline (
         id TEXT PRIMARY KEY,
         data BLOB NOT NULL
-    ) WITHOUT ROWID
+    )
     """,
 ]
 
