@@ -159,6 +159,7 @@ _UNREAD: Any = object()
 
 # The segments column of a one-segment object (every plain PUT), as json.dumps writes it.
 _ONE_SEGMENT = re.compile(r'\[\["(@?[0-9a-f]{32})", (\d+)\]\]\Z')
+_BLOB_ID_TEXT = re.compile(r"@?[0-9a-f]{32}\Z")
 
 
 def _segments(text: str) -> list[tuple[str, int]]:
@@ -166,6 +167,19 @@ def _segments(text: str) -> list[tuple[str, int]]:
     if one is not None:
         return [(one[1], int(one[2]))]
     return [(str(b), int(s)) for b, s in json.loads(text)]
+
+
+def _segments_text(segments: list[tuple[str, int]]) -> str:
+    """The segments column, byte for byte as json.dumps writes it (blob ids are plain
+    ASCII), without json for the one-segment case of every plain PUT."""
+    if len(segments) == 1 and (_BLOB_ID_TEXT.match(segments[0][0])):
+        blob_id, size = segments[0]
+        return f'[["{blob_id}", {int(size)}]]'
+    return json.dumps(segments)
+
+
+def _json_text(value: dict[str, Any]) -> str:
+    return json.dumps(value) if value else "{}"
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -679,8 +693,8 @@ class S3Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.bucket, record.key, record.size, record.etag,
              record.last_modified.timestamp(), record.storage_class,
-             json.dumps(record.segments), json.dumps(record.headers),
-             json.dumps(record.checksums), record.version_id),
+             _segments_text(record.segments), _json_text(record.headers),
+             _json_text(record.checksums), record.version_id),
         )
         return freed
 
@@ -691,8 +705,8 @@ class S3Store:
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (record.bucket, record.key, record.version_id, int(record.delete_marker),
              record.size, record.etag, record.last_modified.timestamp(),
-             record.storage_class, json.dumps(record.segments), json.dumps(record.headers),
-             json.dumps(record.checksums)),
+             record.storage_class, _segments_text(record.segments),
+             _json_text(record.headers), _json_text(record.checksums)),
         )
 
     def _drop_version(self, bucket: str, key: str, version_id: str) -> list[str]:

@@ -103,6 +103,9 @@ class Database:
 
     def _commit_grouped(self) -> None:
         batch, self._grouped = self._grouped, []
+        if len(batch) == 1:  # alone in its transaction: no savepoint needed
+            self._commit_one(*batch[0])
+            return
         outcomes: list[tuple[bool, Any]] = []
         try:
             with self.transaction():
@@ -129,6 +132,17 @@ class Database:
                 future.set_result(value)
             else:
                 future.set_exception(value)
+
+    def _commit_one(self, work: Callable[[], Any], future: asyncio.Future[Any]) -> None:
+        if future.cancelled():
+            return
+        try:
+            with self.transaction():
+                value = work()
+        except Exception as error:  # work failed (rolled back), or the COMMIT did
+            future.set_exception(error)
+            return
+        future.set_result(value)
 
     def migrate(self, component: str, steps: Sequence[str]) -> None:
         """Apply the schema steps of `component` not yet applied, in order."""

@@ -24,7 +24,7 @@ says where the bytes are (kobako.store.backends).
 from __future__ import annotations
 
 import io
-import secrets
+import random
 from collections.abc import Iterable
 from typing import BinaryIO
 
@@ -59,7 +59,8 @@ class InlineBlobStore:
 
     @staticmethod
     def new_id() -> str:
-        return PREFIX + secrets.token_hex(16)
+        # Unique, not secret (a row key nobody outside sees): no getrandom syscall.
+        return f"{PREFIX}{random.getrandbits(128):032x}"
 
     def insert(self, blob_id: str, data: bytes) -> None:
         """Store `data` under a new id: call it inside the transaction that writes the
