@@ -118,3 +118,34 @@ def test_bucket_policy(two_accounts: Server) -> None:
     with pytest.raises(ClientError):
         other.get_object(Bucket="shared-data", Key="reports/a.csv")
     owner.delete_object(Bucket="shared-data", Key="reports/a.csv")
+
+
+def test_owner_fast_path_still_denies(two_accounts: Server) -> None:
+    """The owner's requests on a bucket without a policy skip the policy evaluation
+    (kobako.s3.access.authorize); what can still keep the owner out must: a policy's
+    Deny once there is one, and an object another account owns under ObjectWriter."""
+    owner = client(two_accounts, "AKIAOWNER", "owner-secret")
+    other = client(two_accounts, "AKIAOTHER", "other-secret")
+    bucket = "fast-path"
+    owner.create_bucket(Bucket=bucket, ObjectOwnership="ObjectWriter")
+    owner.put_object(Bucket=bucket, Key="mine", Body=b"m")
+    assert owner.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"
+    owner.put_bucket_policy(Bucket=bucket, Policy=json.dumps({"Statement": [
+        {"Effect": "Deny", "Principal": {"AWS": "111111111111"}, "Action": "s3:GetObject",
+         "Resource": f"arn:aws:s3:::{bucket}/*"}]}))
+    with pytest.raises(ClientError) as exc:
+        owner.get_object(Bucket=bucket, Key="mine")
+    assert code_of(exc) == "AccessDenied"
+    owner.delete_bucket_policy(Bucket=bucket)
+    assert owner.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"
+    # No policy at all: the other account may write through the bucket ACL, and then
+    # owns what it wrote; the bucket owner does not get to read it.
+    other_id = other.list_buckets()["Owner"]["ID"]
+    owner.put_bucket_acl(Bucket=bucket, GrantWrite=f"id={other_id}",
+                         GrantFullControl=f"id={owner.list_buckets()['Owner']['ID']}")
+    other.put_object(Bucket=bucket, Key="theirs", Body=b"t")
+    assert other.get_object(Bucket=bucket, Key="theirs")["Body"].read() == b"t"
+    with pytest.raises(ClientError) as exc:
+        owner.get_object(Bucket=bucket, Key="theirs")
+    assert code_of(exc) == "AccessDenied"
+    assert owner.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"

@@ -9,7 +9,9 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from functools import partial
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -20,7 +22,7 @@ from kobako.protocol.errors import AwsError
 from kobako.protocol.eventstream import EventStreamEncoder
 from kobako.protocol.http import HttpRequest, HttpResponse
 from kobako.protocol.routing import OperationRouter
-from kobako.protocol.timestamps import format_timestamp
+from kobako.protocol.timestamps import format_timestamp, to_rfc822
 from kobako.spec import OperationModel, ServiceModel, Shape
 
 XML_DECLARATION = '<?xml version="1.0" encoding="UTF-8"?>\n'
@@ -134,9 +136,11 @@ class _OutputPlan:
     members: _Members  # the members that go to headers or the status code
     payload: str | None
     body_members: bool
-    # name -> (position in `members`, location, wire name, shape): serializing looks up
-    # the few members a result holds instead of walking every member of the shape.
-    by_name: dict[str, tuple[int, str, str, Shape]] = field(default_factory=dict)
+    # name -> (position in `members`, location, wire name, shape, header text writer):
+    # serializing looks up the few members a result holds instead of walking every
+    # member of the shape.
+    by_name: dict[str, tuple[int, str, str, Shape, Callable[[Any], str]]] = field(
+        default_factory=dict)
 
     @classmethod
     def of(cls, shape: Shape) -> _OutputPlan:
@@ -150,7 +154,7 @@ class _OutputPlan:
             members.append((name, location, str(member.serialization.get("name", name)),
                             member))
         payload = shape.serialization.get("payload")
-        by_name = {name: (position, location, wire, member)
+        by_name = {name: (position, location, wire, member, _header_writer(member))
                    for position, (name, location, wire, member) in enumerate(members)}
         return cls(members, str(payload) if payload else None, body_members, by_name)
 
@@ -283,13 +287,16 @@ class RestCodec(Codec):
         if plan is None:
             plan = self._output_plans[op.name] = _OutputPlan.of(shape)
         by_name = plan.by_name
-        located = sorted(
-            (by_name[name], value) for name, value in output.items()
-            if value is not None and name in by_name
-        )
-        for (_, location, wire, member), value in located:
+        located = []
+        for name, value in output.items():
+            if value is not None:
+                entry = by_name.get(name)
+                if entry is not None:
+                    located.append((entry[0], entry, value))
+        located.sort()  # positions are distinct: nothing past them is compared
+        for _, (_, location, wire, _member, write), value in located:
             if location == "header":
-                response.headers.append((wire, self._header_text(value, member)))
+                response.headers.append((wire, write(value)))
             elif location == "headers":
                 response.headers.extend((wire + key, str(item)) for key, item in value.items())
             elif location == "statusCode":
@@ -340,6 +347,18 @@ class RestCodec(Codec):
 
     def serialize_payload(self, root: str, value: Any, shape: Shape) -> bytes:
         raise NotImplementedError
+
+
+def _header_writer(member: Shape) -> Callable[[Any], str]:
+    """What `RestCodec._header_text` does for `member`, chosen once per member: the
+    common kinds (text, numbers, RFC 822 dates) go straight to their formatter."""
+    kind = member.type_name
+    if kind == "timestamp":
+        if str(member.serialization.get("timestampFormat", "rfc822")) == "rfc822":
+            return to_rfc822
+    elif kind in ("string", "integer", "long") and not member.serialization.get("jsonvalue"):
+        return str
+    return partial(RestCodec._header_text, member=member)
 
 
 def split_header_list(raw: str) -> list[str]:

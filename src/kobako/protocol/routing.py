@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote
 
 from kobako.protocol.http import HttpRequest
@@ -35,6 +36,7 @@ class _Route:
     literal_path: int  # characters of the path template outside labels
 
 
+_NONE: frozenset[str] = frozenset()
 # Routing decisions remembered per method; cleared when full (query keys come from
 # clients, so the number of distinct keys is bounded only by this).
 _CACHE_LIMIT = 4096
@@ -55,10 +57,11 @@ class _MethodIndex:
     # the path without its trailing slash, instead of one regex each.
     literal: dict[str, list[int]] = field(default_factory=dict)
     labelled: list[int] = field(default_factory=list)  # the other templates
+    # The literal query values' part of the cache key for a request without a query.
+    no_query_values: tuple[bool, ...] = ()
 
 
-@dataclass(frozen=True)
-class RouteMatch:
+class RouteMatch(NamedTuple):
     operation: OperationModel
     labels: dict[str, str]
 
@@ -134,6 +137,8 @@ class OperationRouter:
                     index.query_values.append((key, value))
             index.query_names.update(route.required_query + route.optional_query)
             index.header_names.update(route.required_headers + route.optional_headers)
+        for index in self._index.values():
+            index.no_query_values = (False,) * len(index.query_values)
 
     def match(self, request: HttpRequest, path: str) -> RouteMatch | None:
         """The best operation for `request`, whose raw path is `path`, or None.
@@ -153,10 +158,12 @@ class OperationRouter:
             found[position] = patterns[position].match(path)
         for position in index.literal.get(path[:-1] if path.endswith("/") else path, ()):
             found[position] = patterns[position].match(path)
+        query = request.query
         key = (
-            tuple(m is not None for m in found),
-            frozenset(request.query.keys() & index.query_names),
-            tuple(request.query.get(k) == v for k, v in index.query_values),
+            tuple([m is not None for m in found]),
+            frozenset(query.keys() & index.query_names) if query else _NONE,
+            tuple([query.get(k) == v for k, v in index.query_values]) if query
+            else index.no_query_values,
             frozenset(request.headers.keys() & index.header_names),
         )
         choice = index.cache.get(key)
@@ -171,7 +178,7 @@ class OperationRouter:
         matched = found[index.pattern_of[choice]]
         assert matched is not None
         labels = {
-            name: unquote(value)
+            name: unquote(value) if "%" in value else value
             for name, value in zip(route.labels, matched.groups(), strict=True)
         }
         return RouteMatch(route.operation, labels)

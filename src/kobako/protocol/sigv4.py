@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from email.utils import parsedate_to_datetime
 from functools import lru_cache
-from typing import NoReturn
+from typing import NamedTuple, NoReturn
 from urllib.parse import quote, unquote, unquote_to_bytes
 
 from kobako.protocol.errors import AwsError
@@ -148,9 +148,9 @@ class ChunkSigner:
         self.previous = signature
 
 
-@dataclass(frozen=True)
-class _Claim:
-    """What a request says about its own signature, before any of it is checked."""
+class _Claim(NamedTuple):
+    """What a request says about its own signature, before any of it is checked.
+    (A NamedTuple: immutable like a frozen dataclass, at a third of its cost to make.)"""
 
     access_key_id: str
     date: str
@@ -339,7 +339,17 @@ def _query_claim(params: list[tuple[str, str]]) -> _Claim:
     )
 
 
+# Valid Credential and SignedHeaders values, parsed: a client sends the same ones on
+# every request of a day. Bounded, as they come from clients.
+_CREDENTIALS: dict[str, tuple[str, str, str, str]] = {}
+_SIGNED: dict[str, tuple[str, ...]] = {}
+_PARSED_LIMIT = 1024
+
+
 def _credential(value: str, *, presigned: bool) -> tuple[str, str, str, str]:
+    found = _CREDENTIALS.get(value)
+    if found is not None:
+        return found
     parts = value.split("/")
     if (
         len(parts) != 5
@@ -348,14 +358,23 @@ def _credential(value: str, *, presigned: bool) -> tuple[str, str, str, str]:
         or not (len(parts[1]) == 8 and parts[1].isascii() and parts[1].isdigit())
     ):
         _malformed(presigned, f"the Credential is mal-formed; expecting {_CREDENTIAL_SHAPE}.")
-    return parts[0], parts[1], parts[2], parts[3]
+    if len(_CREDENTIALS) >= _PARSED_LIMIT:
+        _CREDENTIALS.clear()
+    found = _CREDENTIALS[value] = (parts[0], parts[1], parts[2], parts[3])
+    return found
 
 
 def _signed_headers(value: str, *, presigned: bool) -> tuple[str, ...]:
+    found = _SIGNED.get(value)
+    if found is not None:
+        return found
     names = tuple(value.split(";"))
     if not all(names):
         _malformed(presigned, f'the SignedHeaders "{value}" are malformed.')
-    return tuple(name.lower() for name in names)
+    if len(_SIGNED) >= _PARSED_LIMIT:
+        _SIGNED.clear()
+    found = _SIGNED[value] = tuple(name.lower() for name in names)
+    return found
 
 
 def _header_date(headers: Mapping[str, str]) -> str:
@@ -548,9 +567,29 @@ def _signing_key(secret: str, date: str, region: str, service: str) -> bytes:
     return key
 
 
+# The HMAC pads of each signing key, already hashed (key -> (inner, outer)). A signing
+# key lives a day per access key, region and service, so few are ever in use.
+_PADS: dict[bytes, tuple[hashlib._Hash, hashlib._Hash]] = {}
+_PADS_LIMIT = 512
+_INNER = bytes(x ^ 0x36 for x in range(256))
+_OUTER = bytes(x ^ 0x5C for x in range(256))
+
+
 def _hmac_hex(key: bytes, message: str) -> str:
-    # hmac.digest is OpenSSL's one-shot HMAC: no HMAC object, a third of hmac.new's cost.
-    return hmac.digest(key, message.encode(), "sha256").hex()
+    """HMAC-SHA256 (RFC 2104) from copies of the key's pads hashed once: a third of the
+    cost of OpenSSL's one-shot `hmac.digest`, which sets up an HMAC context per call."""
+    pads = _PADS.get(key)
+    if pads is None:
+        if len(_PADS) >= _PADS_LIMIT:
+            _PADS.clear()
+        block = (hashlib.sha256(key).digest() if len(key) > 64 else key).ljust(64, b"\0")
+        pads = _PADS[key] = (hashlib.sha256(block.translate(_INNER)),
+                             hashlib.sha256(block.translate(_OUTER)))
+    inner = pads[0].copy()
+    inner.update(message.encode())
+    outer = pads[1].copy()
+    outer.update(inner.digest())
+    return outer.hexdigest()
 
 
 def _same(expected: str, provided: str) -> bool:

@@ -43,12 +43,22 @@ def to_iso8601(value: Timestamp) -> str:
 
 
 def to_rfc822(value: Timestamp) -> str:
+    # A datetime is also remembered as it came (microseconds and all): an object's
+    # Last-Modified, formatted on every GET, is then one lookup. Equal datetimes are the
+    # same moment (aware) or the same fields (naive, meaning UTC), so share one text.
+    if isinstance(value, datetime):
+        text = _RFC822.get(value)
+        if text is not None:
+            return text
     second = _utc(value).replace(microsecond=0)
     text = _RFC822.get(second)
     if text is None:
-        if len(_RFC822) >= _CACHE_LIMIT:
-            _RFC822.clear()
-        text = _RFC822[second] = format_datetime(second, usegmt=True)
+        text = format_datetime(second, usegmt=True)
+    if len(_RFC822) >= _CACHE_LIMIT:
+        _RFC822.clear()
+    _RFC822[second] = text
+    if isinstance(value, datetime):
+        _RFC822[value] = text
     return text
 
 

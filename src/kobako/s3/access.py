@@ -186,16 +186,23 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
     """Raise AccessDenied unless policy, ownership or ACL lets this request through."""
     action = action_of(ctx)
     key = ctx.params.get("Key")
+    policy = store.get_config(bucket.name, "policy")
+    is_owner = bool(ctx.account_id) and ctx.account_id == bucket.account_id
+    if is_owner and not policy and not (key and _writer_owns_objects(
+            action, publicaccess.object_ownership(store, bucket.name))):
+        # The hot path (the owner's own requests, no policy), answered as the full
+        # check below would: with no policy there is no Deny, Block Public Access only
+        # narrows what others get, and the one thing that keeps out the bucket owner,
+        # an object another account owns, is ruled out.
+        return
     resource = f"arn:aws:s3:::{bucket.name}" + (f"/{key}" if key else "")
     who = Principal(ctx.account_id, ctx.credential.display_name)
-    policy = store.get_config(bucket.name, "policy")
     if record is None and key and policy and "ExistingObjectTag" in json.dumps(policy):
         record = _target(store, ctx, bucket.name, key)
     keys = _context_keys(ctx, record.headers.get("Tags") if record is not None else None)
     decision = evaluate(policy, who, action, resource, keys)
     if decision == DENY:
         raise errors.access_denied()
-    is_owner = bool(ctx.account_id) and ctx.account_id == bucket.account_id
     # Block Public Access is read only where it can change the answer (not on the
     # owner's own requests, the hot path).
     settings: dict[str, bool] = {} if is_owner else \
@@ -204,8 +211,7 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
             and publicaccess.policy_is_public(policy):
         decision = NEUTRAL  # a public policy serves only the owner's account
     ownership = publicaccess.object_ownership(store, bucket.name)
-    if key and action not in BUCKET_PERMISSION and ownership in (
-            publicaccess.WRITER, publicaccess.PREFERRED):
+    if key and _writer_owns_objects(action, ownership):
         # An object another account wrote (and owns): neither the bucket owner nor the
         # bucket policy's Allow reach it; its owner and its own ACL decide.
         if record is None:
@@ -239,6 +245,13 @@ def authorize(store: S3Store, ctx: RequestContext, bucket: Bucket,
                                                                       keys):
             return  # the handler answers NoSuchKey, as S3 does for whoever may list
     raise errors.access_denied()
+
+
+def _writer_owns_objects(action: str, ownership: str | None) -> bool:
+    """Whether the object an action acts on may belong to whoever wrote it (Object
+    Ownership ObjectWriter or BucketOwnerPreferred), so that its owner decides."""
+    return action not in BUCKET_PERMISSION and ownership in (
+        publicaccess.WRITER, publicaccess.PREFERRED)
 
 
 def owner_account(record: ObjectRecord, bucket_account: str) -> str:

@@ -35,22 +35,27 @@ def check_conditions(record: ObjectRecord, params: dict[str, Any], prefix: str =
     if_none_match = params.get(f"{prefix}IfNoneMatch")
     modified_since: datetime | None = params.get(f"{prefix}IfModifiedSince")
     unmodified_since: datetime | None = params.get(f"{prefix}IfUnmodifiedSince")
-    modified = record.last_modified.replace(microsecond=0)
     if if_match is not None:
         if not _etag_matches(if_match, record.etag):
             raise errors.precondition_failed("If-Match")
-    elif unmodified_since is not None and modified > unmodified_since:
+    elif unmodified_since is not None and _whole_seconds(record) > unmodified_since:
         raise errors.precondition_failed("If-Unmodified-Since")
     if if_none_match is not None:
         if _etag_matches(if_none_match, record.etag):
             if prefix:
                 raise errors.precondition_failed("x-amz-copy-source-If-None-Match")
             return 304
-    elif modified_since is not None and modified <= modified_since:
+    elif modified_since is not None and _whole_seconds(record) <= modified_since:
         if prefix:
             raise errors.precondition_failed("x-amz-copy-source-If-Modified-Since")
         return 304
     return None
+
+
+def _whole_seconds(record: ObjectRecord) -> datetime:
+    """Last-Modified as the If-*-Since headers can state it (HTTP dates have no
+    fraction of a second)."""
+    return record.last_modified.replace(microsecond=0)
 
 
 def parse_range(header: str, size: int) -> tuple[int, int] | None:

@@ -309,8 +309,9 @@ def _bodiless(headers: dict[str, str]) -> bool:
 async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool,
                          sendfile: bool = False) -> None:
     headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
-    headers.append((b"x-amz-request-id", request_id.encode()))
-    headers.append((b"x-amzn-requestid", request_id.encode()))
+    raw_id = request_id.encode()
+    headers.append((b"x-amz-request-id", raw_id))
+    headers.append((b"x-amzn-requestid", raw_id))
     body = response.body
     names = {k.lower() for k, _ in response.headers}
     if isinstance(body, bytes):
