@@ -149,3 +149,20 @@ def test_owner_fast_path_still_denies(two_accounts: Server) -> None:
         owner.get_object(Bucket=bucket, Key="theirs")
     assert code_of(exc) == "AccessDenied"
     assert owner.get_object(Bucket=bucket, Key="mine")["Body"].read() == b"m"
+
+
+def test_x_forwarded_for_does_not_choose_the_source_ip(two_accounts: Server) -> None:
+    """aws:SourceIp is the connection's address: a client cannot claim another one with
+    X-Forwarded-For (no proxy stands in front of kobako)."""
+    owner = client(two_accounts, "AKIAOWNER", "owner-secret")
+    owner.create_bucket(Bucket="ip-gated")
+    owner.put_object(Bucket="ip-gated", Key="k", Body=b"v")
+    owner.put_bucket_policy(Bucket="ip-gated", Policy=json.dumps({
+        "Version": "2012-10-17", "Statement": [
+            {"Effect": "Allow", "Principal": "*", "Action": "s3:GetObject",
+             "Resource": "arn:aws:s3:::ip-gated/*",
+             "Condition": {"IpAddress": {"aws:SourceIp": "10.0.0.0/8"}}}]}))
+    url = f"{two_accounts.url}/ip-gated/k"
+    assert requests.get(url, timeout=10).status_code == 403
+    spoofed = requests.get(url, headers={"X-Forwarded-For": "10.1.2.3"}, timeout=10)
+    assert spoofed.status_code == 403

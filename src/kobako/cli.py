@@ -47,9 +47,12 @@ def serve(args: argparse.Namespace) -> int:
         "kobako %s: data in %s, listening on http://%s:%d",
         __version__, data_dir, args.host, args.port,
     )
+    # proxy_headers=False: kobako is not behind a proxy by default, and a client on this
+    # host must not be able to choose the source IP that S3 policies (aws:SourceIp)
+    # see by sending X-Forwarded-For (uvicorn trusts it from 127.0.0.1 by default).
     uvicorn.run(
         app, host=args.host, port=args.port, log_level="warning", access_log=False,
-        lifespan="on", loop="auto", http=http_protocol(),
+        lifespan="on", loop="auto", http=http_protocol(), proxy_headers=False,
     )
     return 0
 
