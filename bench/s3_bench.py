@@ -2,7 +2,8 @@
 """S3 benchmark: kobako and moto's server side by side, in one run, in alternating rounds.
 
     python bench/s3_bench.py [--rounds N] [--seconds S] [--clients C] [--large-mib M]
-                             [--rss-gib G] [--only kobako|moto] [--no-fsync] [--tmp-root DIR]
+                             [--rss-gib G] [--only kobako|moto] [--no-fsync] [--inline-bytes N]
+                             [--tmp-root DIR]
 
 Both servers run on 127.0.0.1 for the whole run; every round runs all workloads on
 kobako, then on moto, so machine noise hits both. The table gives medians over rounds
@@ -902,6 +903,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", choices=["kobako", "moto"], help="run one server only")
     parser.add_argument("--no-fsync", action="store_true",
                         help="run kobako with fsync = false (default: kobako's default, fsync)")
+    parser.add_argument("--inline-bytes", type=int, default=None,
+                        help="run kobako with this inline_bytes (PutObject bodies kept in "
+                             "SQLite up to this size; 0: every body a file; default: kobako's)")
     parser.add_argument("--tmp-root", type=Path, default=None,
                         help="where the servers' data dirs go (default: the system temp dir; "
                              "e.g. /dev/shm to take the disk out of the picture)")
@@ -913,9 +917,11 @@ def main(argv: list[str] | None = None) -> int:
     check_signer()
     workdir = Path(tempfile.mkdtemp(prefix="kobako-bench-", dir=args.tmp_root))
     config: Path | None = None
-    if args.no_fsync:
+    settings = (["fsync = false"] if args.no_fsync else []) + (
+        [f"inline_bytes = {args.inline_bytes}"] if args.inline_bytes is not None else [])
+    if settings:
         config = workdir / "kobako.toml"
-        config.write_text("fsync = false\n")
+        config.write_text("".join(f"{line}\n" for line in settings))
     block = os.urandom(PATTERN_BLOCK)
     large = args.large_mib * MIB
     pool = WorkerPool(args.clients)  # fork before any thread starts
@@ -928,7 +934,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         print(f"kobako vs moto: {args.rounds} rounds, {args.seconds:g} s per small workload, "
               f"{args.clients} clients, {args.large_mib} MiB large object, "
-              f"fsync {'off' if args.no_fsync else 'on'}", flush=True)
+              f"fsync {'off' if args.no_fsync else 'on'}"
+              + (f", inline_bytes {args.inline_bytes}" if args.inline_bytes is not None else ""),
+              flush=True)
         print(f"machine: {os.cpu_count()} CPUs, {cpu_model()}, Python {sys.version.split()[0]}, "
               f"load average {os.getloadavg()[0]:.2f}; creating a 4 KiB file in {workdir.parent} "
               f"costs {file_create_us(workdir):.0f} us", flush=True)
