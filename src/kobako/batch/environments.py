@@ -22,33 +22,82 @@ def _state(value: Any, default: str = "ENABLED") -> str:
     return state
 
 
-def find_ce(store: BatchStore, ctx: RequestContext, ref: str) -> Row | None:
+# The two kinds this module serves, by the word AWS builds their field names from
+# (`computeEnvironmentName`, `jobQueueArn`, `computeEnvironments`, ...), and their tables.
+CE = "computeEnvironment"
+QUEUE = "jobQueue"
+_TABLES = {CE: "batch_compute_envs", QUEUE: "batch_queues"}
+
+
+def _find(store: BatchStore, ctx: RequestContext, kind: str, ref: str) -> Row | None:
+    """A CE or queue by ARN, or by name in the caller's account and region."""
     return store.db.one(
-        "SELECT * FROM batch_compute_envs WHERE arn = ? OR "
+        f"SELECT * FROM {_TABLES[kind]} WHERE arn = ? OR "
         "(account = ? AND region = ? AND name = ?)",
         (ref, ctx.account_id, ctx.region, ref))
 
 
+def find_ce(store: BatchStore, ctx: RequestContext, ref: str) -> Row | None:
+    return _find(store, ctx, CE, ref)
+
+
 def find_queue(store: BatchStore, ctx: RequestContext, ref: str) -> Row | None:
-    return store.db.one(
-        "SELECT * FROM batch_queues WHERE arn = ? OR (account = ? AND region = ? AND name = ?)",
-        (ref, ctx.account_id, ctx.region, ref))
+    return _find(store, ctx, QUEUE, ref)
+
+
+def _existing(store: BatchStore, ctx: RequestContext, kind: str, params: dict[str, Any]
+              ) -> Row:
+    """The row the request's `computeEnvironment` / `jobQueue` field names, else AWS's
+    ClientException."""
+    ref = str(params.get(kind) or "")
+    row = _find(store, ctx, kind, ref)
+    if row is None:
+        raise client_error(f"{ref} does not exist")
+    return row
+
+
+def _named(kind: str, name: Any, kind_arn: Any) -> dict[str, Any]:
+    """What Create and Update answer: the name and ARN, under the kind's field names."""
+    return {f"{kind}Name": name, f"{kind}Arn": kind_arn}
+
+
+def _create(store: BatchStore, ctx: RequestContext, kind: str, name: str, kind_arn: str,
+            columns: Callable[[], dict[str, Any]], tags: dict[str, str],
+            changed: Callable[[], None]) -> dict[str, Any]:
+    """Insert a new CE or queue with its tags, and answer its name and ARN. `columns` (the
+    kind's own ones) is built only once the name is known to be free, so a taken name is
+    reported before any error building them raises."""
+    with store.db.transaction():
+        if _find(store, ctx, kind, name) is not None:
+            raise client_error("Object already exists")
+        values = {"arn": kind_arn, "account": ctx.account_id, "region": ctx.region,
+                  "name": name, **columns(), "created": now_ms()}
+        store.db.execute(
+            f"INSERT INTO {_TABLES[kind]} ({', '.join(values)}) "
+            f"VALUES ({', '.join('?' * len(values))})", tuple(values.values()))
+        store.set_tags(kind_arn, tags)
+    changed()
+    return _named(kind, name, kind_arn)
+
+
+def _remove(store: BatchStore, kind: str, row: Row) -> None:
+    """Delete a CE or queue and its tags, in the caller's transaction."""
+    store.db.execute(f"DELETE FROM {_TABLES[kind]} WHERE arn = ?", (row["arn"],))
+    store.db.execute("DELETE FROM batch_tags WHERE arn = ?", (row["arn"],))
+
+
+def _described(store: BatchStore, kind: str, row: Row, healthy: str) -> dict[str, Any]:
+    """The fields a described CE and queue share: kobako's are always VALID (there is no
+    infrastructure to provision), with AWS's healthy reason."""
+    return {**_named(kind, row["name"], row["arn"]), "state": row["state"], "status": "VALID",
+            "statusReason": f"{healthy} Healthy", "tags": store.tags(str(row["arn"]))}
 
 
 def _ce_out(store: BatchStore, row: Row) -> dict[str, Any]:
     spec = loads(row["spec"])
-    out: dict[str, Any] = {
-        "computeEnvironmentName": row["name"],
-        "computeEnvironmentArn": row["arn"],
-        "ecsClusterArn": spec["ecsClusterArn"],
-        "type": spec["type"],
-        "state": row["state"],
-        "status": "VALID",
-        "statusReason": "ComputeEnvironment Healthy",
-        "tags": store.tags(str(row["arn"])),
-        "uuid": spec["uuid"],
-        "containerOrchestrationType": "ECS",
-    }
+    out = _described(store, CE, row, "ComputeEnvironment")
+    out.update({"ecsClusterArn": spec["ecsClusterArn"], "type": spec["type"],
+                "uuid": spec["uuid"], "containerOrchestrationType": "ECS"})
     for key in ("computeResources", "serviceRole", "unmanagedvCpus"):
         if spec.get(key) is not None:
             out[key] = spec[key]
@@ -57,17 +106,10 @@ def _ce_out(store: BatchStore, row: Row) -> dict[str, Any]:
 
 def _queue_out(store: BatchStore, row: Row) -> dict[str, Any]:
     spec = loads(row["spec"])
-    out: dict[str, Any] = {
-        "jobQueueName": row["name"],
-        "jobQueueArn": row["arn"],
-        "state": row["state"],
-        "status": "VALID",
-        "statusReason": "JobQueue Healthy",
-        "priority": row["priority"],
-        "computeEnvironmentOrder": spec["computeEnvironmentOrder"],
-        "tags": store.tags(str(row["arn"])),
-        "jobQueueType": "ECS",
-    }
+    out = _described(store, QUEUE, row, "JobQueue")
+    out.update({"priority": row["priority"],
+                "computeEnvironmentOrder": spec["computeEnvironmentOrder"],
+                "jobQueueType": "ECS"})
     if spec.get("schedulingPolicyArn"):
         out["schedulingPolicyArn"] = spec["schedulingPolicyArn"]
     return out
@@ -93,14 +135,27 @@ def _check_policy(store: BatchStore, policy_arn: Any) -> None:
         raise client_error(f"{policy_arn} does not exist")
 
 
-def _describe(rows: list[Row], params: dict[str, Any], names_key: str) -> tuple[list[Row], str]:
-    wanted = params.get(names_key)
-    if wanted:
-        rows = [r for r in rows if r["name"] in wanted or r["arn"] in wanted]
-    offset = offset_of(params.get("nextToken"))
-    size = page_size(params.get("maxResults"), 100, 100)
-    page = rows[offset:offset + size]
-    return page, token_for(offset + size) if offset + size < len(rows) else ""
+def _describer(store: BatchStore, kind: str, out: Callable[[BatchStore, Row], dict[str, Any]]
+               ) -> Handler:
+    """DescribeComputeEnvironments / DescribeJobQueues: those the request names
+    (`computeEnvironments` / `jobQueues`, by name or ARN), else all, oldest first, a page
+    at a time."""
+    listed = f"{kind}s"
+
+    async def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
+        rows = store.db.query(f"SELECT * FROM {_TABLES[kind]} WHERE account = ? AND "
+                              "region = ? ORDER BY created, name", (ctx.account_id, ctx.region))
+        wanted = params.get(listed)
+        if wanted:
+            rows = [r for r in rows if r["name"] in wanted or r["arn"] in wanted]
+        offset = offset_of(params.get("nextToken"))
+        size = page_size(params.get("maxResults"), 100, 100)
+        answer: dict[str, Any] = {listed: [out(store, r) for r in rows[offset:offset + size]]}
+        if offset + size < len(rows):
+            answer["nextToken"] = token_for(offset + size)
+        return answer
+
+    return describe
 
 
 def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, Handler]:
@@ -108,7 +163,7 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
     db = store.db
 
     async def create_ce(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        name = check_name(params.get("computeEnvironmentName"), "computeEnvironment")
+        name = check_name(params.get("computeEnvironmentName"), CE)
         kind = str(params.get("type") or "")
         if kind not in ("MANAGED", "UNMANAGED"):
             raise client_error("type must be MANAGED or UNMANAGED")
@@ -135,33 +190,13 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
             "ecsClusterArn": f"arn:aws:ecs:{ctx.region}:{ctx.account_id}:cluster/"
                              f"{name}_Batch_{ident}",
         }
-        with db.transaction():
-            if find_ce(store, ctx, name) is not None:
-                raise client_error("Object already exists")
-            db.execute(
-                "INSERT INTO batch_compute_envs (arn, account, region, name, state, max_vcpus, "
-                "spec, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                (ce_arn, ctx.account_id, ctx.region, name, state, max_vcpus, dumps(spec),
-                 now_ms()))
-            store.set_tags(ce_arn, params.get("tags") or {})
-        changed()
-        return {"computeEnvironmentName": name, "computeEnvironmentArn": ce_arn}
-
-    async def describe_ces(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        rows = db.query("SELECT * FROM batch_compute_envs WHERE account = ? AND region = ? "
-                        "ORDER BY created, name", (ctx.account_id, ctx.region))
-        page, token = _describe(rows, params, "computeEnvironments")
-        out: dict[str, Any] = {"computeEnvironments": [_ce_out(store, r) for r in page]}
-        if token:
-            out["nextToken"] = token
-        return out
+        return _create(store, ctx, CE, name, ce_arn,
+                       lambda: {"state": state, "max_vcpus": max_vcpus, "spec": dumps(spec)},
+                       params.get("tags") or {}, changed)
 
     async def update_ce(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        ref = str(params.get("computeEnvironment") or "")
         with db.transaction():
-            row = find_ce(store, ctx, ref)
-            if row is None:
-                raise client_error(f"{ref} does not exist")
+            row = _existing(store, ctx, CE, params)
             spec = loads(row["spec"])
             state = _state(params.get("state"), str(row["state"]))
             max_vcpus = row["max_vcpus"]
@@ -180,26 +215,22 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
             db.execute("UPDATE batch_compute_envs SET state = ?, max_vcpus = ?, spec = ? "
                        "WHERE arn = ?", (state, max_vcpus, dumps(spec), row["arn"]))
         changed()
-        return {"computeEnvironmentName": row["name"], "computeEnvironmentArn": row["arn"]}
+        return _named(CE, row["name"], row["arn"])
 
     async def delete_ce(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        ref = str(params.get("computeEnvironment") or "")
         with db.transaction():
-            row = find_ce(store, ctx, ref)
-            if row is None:
-                raise client_error(f"{ref} does not exist")
+            row = _existing(store, ctx, CE, params)
             for queue in db.query("SELECT ce_order FROM batch_queues"):
                 if row["arn"] in loads(queue["ce_order"]):
                     raise client_error("Cannot delete, found existing JobQueue relationship")
             if row["state"] != "DISABLED":
                 raise client_error("Cannot delete, compute environment must be DISABLED first")
-            db.execute("DELETE FROM batch_compute_envs WHERE arn = ?", (row["arn"],))
-            db.execute("DELETE FROM batch_tags WHERE arn = ?", (row["arn"],))
+            _remove(store, CE, row)
         changed()
         return {}
 
     async def create_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        name = check_name(params.get("jobQueueName"), "jobQueue")
+        name = check_name(params.get("jobQueueName"), QUEUE)
         if params.get("priority") is None:
             raise client_error("priority is required")
         order = _ce_order(store, ctx, params.get("computeEnvironmentOrder"))
@@ -207,34 +238,16 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
         queue_arn = arn(ctx.region, ctx.account_id, "job-queue", name)
         spec = {"computeEnvironmentOrder": order,
                 "schedulingPolicyArn": params.get("schedulingPolicyArn")}
-        with db.transaction():
-            if find_queue(store, ctx, name) is not None:
-                raise client_error("Object already exists")
-            db.execute(
-                "INSERT INTO batch_queues (arn, account, region, name, state, priority, "
-                "ce_order, spec, created) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (queue_arn, ctx.account_id, ctx.region, name, _state(params.get("state")),
-                 int(params["priority"]), dumps([e["computeEnvironment"] for e in order]),
-                 dumps(spec), now_ms()))
-            store.set_tags(queue_arn, params.get("tags") or {})
-        changed()
-        return {"jobQueueName": name, "jobQueueArn": queue_arn}
-
-    async def describe_queues(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        rows = db.query("SELECT * FROM batch_queues WHERE account = ? AND region = ? "
-                        "ORDER BY created, name", (ctx.account_id, ctx.region))
-        page, token = _describe(rows, params, "jobQueues")
-        out: dict[str, Any] = {"jobQueues": [_queue_out(store, r) for r in page]}
-        if token:
-            out["nextToken"] = token
-        return out
+        return _create(store, ctx, QUEUE, name, queue_arn,
+                       lambda: {"state": _state(params.get("state")),
+                                "priority": int(params["priority"]),
+                                "ce_order": dumps([e["computeEnvironment"] for e in order]),
+                                "spec": dumps(spec)},
+                       params.get("tags") or {}, changed)
 
     async def update_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        ref = str(params.get("jobQueue") or "")
         with db.transaction():
-            row = find_queue(store, ctx, ref)
-            if row is None:
-                raise client_error(f"{ref} does not exist")
+            row = _existing(store, ctx, QUEUE, params)
             spec = loads(row["spec"])
             order_arns = loads(row["ce_order"])
             if params.get("computeEnvironmentOrder"):
@@ -254,29 +267,25 @@ def build_handlers(store: BatchStore, changed: Callable[[], None]) -> dict[str, 
                 (_state(params.get("state"), str(row["state"])), int(priority),
                  dumps(order_arns), dumps(spec), row["arn"]))
         changed()
-        return {"jobQueueName": row["name"], "jobQueueArn": row["arn"]}
+        return _named(QUEUE, row["name"], row["arn"])
 
     async def delete_queue(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        ref = str(params.get("jobQueue") or "")
-        row = find_queue(store, ctx, ref)
-        if row is None:
-            raise client_error(f"{ref} does not exist")
+        row = _existing(store, ctx, QUEUE, params)
         waiting = db.query("SELECT job_id FROM batch_jobs WHERE queue_arn = ? AND status IN "
                            "('SUBMITTED', 'PENDING', 'RUNNABLE')", (row["arn"],))
         store.stop_waiting([str(w["job_id"]) for w in waiting], "Job queue deleted", False)
         with db.transaction():
-            db.execute("DELETE FROM batch_queues WHERE arn = ?", (row["arn"],))
-            db.execute("DELETE FROM batch_tags WHERE arn = ?", (row["arn"],))
+            _remove(store, QUEUE, row)
         changed()
         return {}
 
     return {
         "CreateComputeEnvironment": create_ce,
-        "DescribeComputeEnvironments": describe_ces,
+        "DescribeComputeEnvironments": _describer(store, CE, _ce_out),
         "UpdateComputeEnvironment": update_ce,
         "DeleteComputeEnvironment": delete_ce,
         "CreateJobQueue": create_queue,
-        "DescribeJobQueues": describe_queues,
+        "DescribeJobQueues": _describer(store, QUEUE, _queue_out),
         "UpdateJobQueue": update_queue,
         "DeleteJobQueue": delete_queue,
     }

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import re
 import uuid
+from dataclasses import dataclass
 from typing import Any
 
 from kobako.batch.common import TERMINAL, arn, check_name, client_error, loads
@@ -80,6 +81,71 @@ def resolve_container(definition: dict[str, Any], params: dict[str, Any]
     return container, parameters
 
 
+@dataclass(frozen=True)
+class _Submission:
+    """What every row of one SubmitJob shares: who and where, the settings checked once
+    (retry, timeout, dependencies, share and priority) and the detail they make."""
+
+    account: str
+    region: str
+    name: str
+    queue_arn: str
+    def_arn: str
+    job_id: str
+    array_size: int
+    depends: list[dict[str, Any]]
+    deps: list[str]
+    share: str | None
+    priority: int | None
+    detail: dict[str, Any]
+
+    def row(self, job_id: str, needs: tuple[float, int | None, int], detail: dict[str, Any],
+            *, parent_id: str | None = None, array_index: int | None = None,
+            deps: list[str] | None = None, num_nodes: int | None = None,
+            node_index: int | None = None) -> NewJob:
+        """One row of the submission; `needs` is (vCPUs, MiB, GPUs) as resources() gives."""
+        vcpus, memory, gpus = needs
+        return NewJob(
+            job_id=job_id, account=self.account, region=self.region, name=self.name,
+            queue_arn=self.queue_arn, def_arn=self.def_arn, vcpus=vcpus, memory=memory,
+            gpus=gpus, detail=detail, parent_id=parent_id, array_index=array_index,
+            array_size=self.array_size or None, deps=deps or [], share=self.share,
+            sched_priority=self.priority or 0, num_nodes=num_nodes, node_index=node_index)
+
+
+def _submission(
+    store: BatchStore, account: str, region: str, queue: Row, definition: Row,
+    definition_spec: dict[str, Any], params: dict[str, Any], name: str,
+) -> _Submission:
+    """Check and resolve what single-node, array and multi-node jobs alike take from the
+    request and the definition (a multi-node request has no arrayProperties by now)."""
+    retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
+    timeout = params.get("timeout") or definition_spec.get("timeout")
+    validate_retry(retry)
+    validate_timeout(timeout)
+    depends = params.get("dependsOn") or []
+    array_size = int((params.get("arrayProperties") or {}).get("size") or 0)
+    if params.get("arrayProperties") is not None and not 2 <= array_size <= 10_000:
+        raise client_error("Array job size must be between 2 and 10000")
+    deps = _check_dependencies(store, depends, array_size)
+    share, priority = share_and_priority(queue, definition_spec, params)
+    detail: dict[str, Any] = {
+        "jobDefinitionName": definition["name"],
+        "retryStrategy": retry,
+        "timeout": timeout,
+        "dependsOn": depends,
+        "tags": params.get("tags") or {},
+        "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
+        "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
+        "schedulingPriority": priority,
+        "shareIdentifier": share,
+    }
+    return _Submission(
+        account=account, region=region, name=name, queue_arn=str(queue["arn"]),
+        def_arn=str(definition["arn"]), job_id=str(uuid.uuid4()), array_size=array_size,
+        depends=depends, deps=deps, share=share, priority=priority, detail=detail)
+
+
 def build_jobs(
     store: BatchStore, account: str, region: str, queue: Row, definition: Row,
     definition_spec: dict[str, Any], params: dict[str, Any],
@@ -93,46 +159,17 @@ def build_jobs(
     if params.get("nodeOverrides"):
         raise client_error("nodeOverrides can only be specified for multi-node parallel jobs")
     container, parameters = resolve_container(definition_spec, params)
-    vcpus, memory, gpus = resources(container)
-    retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
-    timeout = params.get("timeout") or definition_spec.get("timeout")
-    validate_retry(retry)
-    validate_timeout(timeout)
-    depends = params.get("dependsOn") or []
-    array_size = int((params.get("arrayProperties") or {}).get("size") or 0)
-    if params.get("arrayProperties") is not None and not 2 <= array_size <= 10_000:
-        raise client_error("Array job size must be between 2 and 10000")
-    deps = _check_dependencies(store, depends, array_size)
-    share, priority = share_and_priority(queue, definition_spec, params)
-    job_id = str(uuid.uuid4())
-    detail: dict[str, Any] = {
-        "jobDefinitionName": definition["name"],
-        "parameters": parameters,
-        "container": container,
-        "retryStrategy": retry,
-        "timeout": timeout,
-        "dependsOn": depends,
-        "tags": params.get("tags") or {},
-        "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
-        "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
-        "schedulingPriority": priority,
-        "shareIdentifier": share,
-    }
-    def job(job_id: str, deps: list[str], parent: str | None = None,
-            index: int | None = None) -> NewJob:
-        return NewJob(
-            job_id=job_id, account=account, region=region, name=name,
-            queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]), vcpus=vcpus,
-            memory=memory, gpus=gpus, detail=detail, parent_id=parent, array_index=index,
-            array_size=array_size or None, deps=deps, share=share,
-            sched_priority=priority or 0)
-
-    if not array_size:
-        return [job(job_id, deps)]
-    jobs = [job(job_id, [])]
-    for index in range(array_size):
+    needs = resources(container)
+    sub = _submission(store, account, region, queue, definition, definition_spec, params,
+                      name)
+    job_id = sub.job_id
+    detail = {**sub.detail, "parameters": parameters, "container": container}
+    if not sub.array_size:
+        return [sub.row(job_id, needs, detail, deps=sub.deps)]
+    jobs = [sub.row(job_id, needs, detail)]
+    for index in range(sub.array_size):
         child_deps: list[str] = []
-        for dep in depends:
+        for dep in sub.depends:
             kind = dep.get("type")
             if kind == "SEQUENTIAL":
                 if index:
@@ -141,7 +178,8 @@ def build_jobs(
                 child_deps.append(f"{dep['jobId']}:{index}")
             else:
                 child_deps.append(str(dep["jobId"]))
-        jobs.append(job(f"{job_id}:{index}", child_deps, job_id, index))
+        jobs.append(sub.row(f"{job_id}:{index}", needs, detail, parent_id=job_id,
+                            array_index=index, deps=child_deps))
     return jobs
 
 
@@ -163,47 +201,24 @@ def build_multinode(
     props = effective_properties(definition_spec["nodeProperties"], overrides)
     count, main = int(props["numNodes"]), int(props["mainNode"])
     per_node = node_overrides(overrides, count)
-    retry = params.get("retryStrategy") or definition_spec.get("retryStrategy")
-    timeout = params.get("timeout") or definition_spec.get("timeout")
-    validate_retry(retry)
-    validate_timeout(timeout)
-    depends = params.get("dependsOn") or []
-    deps = _check_dependencies(store, depends, 0)
-    share, priority = share_and_priority(queue, definition_spec, params)
-    job_id = str(uuid.uuid4())
-    common: dict[str, Any] = {
-        "jobDefinitionName": definition["name"],
-        "retryStrategy": retry,
-        "timeout": timeout,
-        "dependsOn": depends,
-        "tags": params.get("tags") or {},
-        "propagateTags": params.get("propagateTags", definition_spec.get("propagateTags")),
-        "platformCapabilities": definition_spec.get("platformCapabilities") or ["EC2"],
-        "schedulingPriority": priority,
-        "shareIdentifier": share,
-    }
+    sub = _submission(store, account, region, queue, definition, definition_spec, params,
+                      name)
     nodes: list[NewJob] = []
     parameters: dict[str, str] = {}
     for index, range_container in enumerate(node_containers(props)):
         container, parameters = resolve_container(
             {**definition_spec, "containerProperties": range_container},
             {**params, "containerOverrides": per_node[index]})
-        vcpus, memory, gpus = resources(container)
-        detail = {**common, "parameters": parameters, "container": container,
+        detail = {**sub.detail, "parameters": parameters, "container": container,
                   "nodeDetails": {"nodeIndex": index, "isMainNode": index == main}}
-        nodes.append(NewJob(
-            job_id=f"{job_id}#{index}", account=account, region=region, name=name,
-            queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]), vcpus=vcpus,
-            memory=memory, gpus=gpus, detail=detail, parent_id=job_id, share=share,
-            sched_priority=priority or 0, num_nodes=count, node_index=index))
+        nodes.append(sub.row(f"{sub.job_id}#{index}", resources(container), detail,
+                             parent_id=sub.job_id, num_nodes=count, node_index=index))
     memories = [n.memory for n in nodes if n.memory is not None]
-    parent = NewJob(
-        job_id=job_id, account=account, region=region, name=name,
-        queue_arn=str(queue["arn"]), def_arn=str(definition["arn"]),
-        vcpus=sum(n.vcpus for n in nodes), memory=sum(memories) if memories else None,
-        gpus=sum(n.gpus for n in nodes),
-        detail={**common, "parameters": parameters, "nodeProperties": props},
-        deps=deps, share=share, sched_priority=priority or 0, num_nodes=count)
+    needs = (sum(n.vcpus for n in nodes), sum(memories) if memories else None,
+             sum(n.gpus for n in nodes))
+    parent = sub.row(sub.job_id, needs,
+                     {**sub.detail, "parameters": parameters, "nodeProperties": props},
+                     deps=sub.deps, num_nodes=count)
     return [parent, *nodes]
 
 
