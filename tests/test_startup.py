@@ -61,7 +61,13 @@ def test_deferred_services_build_once_under_concurrency() -> None:
             return [_service("one", "one", started, stopped),
                     _service("two", "two", started, stopped, gate)]
 
-        deferred = DeferredServices(("one", "two"), build)
+        routed: list[list[str]] = []
+
+        def on_ready(services: list[Service]) -> None:  # before any waiter resumes
+            assert not any(w.done() for w in waiters)
+            routed.append([s.name for s in services])
+
+        deferred = DeferredServices(("one", "two"), build, on_ready)
         waiters = [asyncio.ensure_future(deferred.ready()) for _ in range(50)]
         for _ in range(50):  # the build and the first hook finish; the second hangs
             await asyncio.sleep(0.01)
@@ -74,7 +80,7 @@ def test_deferred_services_build_once_under_concurrency() -> None:
         assert all(r is results[0] for r in results)
         assert [s.name for s in results[0]] == ["one", "two"]
         assert len(builds) == 1 and builds[0] != loop_thread
-        assert started == ["one", "two"]
+        assert started == ["one", "two"] and routed == [["one", "two"]]
         deferred.start()  # again: nothing happens
         await deferred.ready()
         assert len(builds) == 1 and started == ["one", "two"]
@@ -103,6 +109,14 @@ def test_deferred_services_that_fail_answer_service_unavailable() -> None:
         with pytest.raises(AwsError) as raised:
             await wrong.ready()
         assert raised.value.status == 503 and "declared" in raised.value.message
+
+        # Shut down before anything asked for them: they are never built.
+        never = DeferredServices(("one",), lambda: pytest.fail("built while shutting down"))
+        await never.close()
+        never.start()
+        with pytest.raises(AwsError) as raised:
+            await never.ready()
+        assert raised.value.status == 503
 
     asyncio.run(main())
 

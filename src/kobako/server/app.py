@@ -52,6 +52,8 @@ class KobakoApp:
         self._add(services)
         self._default = self._by_signing_name.get("s3", services[0])
         self._deferred = deferred
+        if deferred is not None:
+            deferred.on_ready = self._route_deferred
         # Until the deferred services are routed to, a request for one of them waits.
         self._pending: frozenset[str] | None = deferred.signing_names if deferred else None
         self._request_log = RequestLog(log)
@@ -63,16 +65,13 @@ class KobakoApp:
             if prefix:
                 self._by_target[str(prefix)] = service
 
-    async def _deferred_ready(self) -> None:
-        """Wait for the deferred services, and route to them from then on."""
-        assert self._deferred is not None
-        services = await self._deferred.ready()
-        if self._pending is not None:  # the first waiter to get here adds them
-            self._add(services)
-            self._pending = None
-            # As cli.py does after build_app: what they built lives as long as the
-            # server, and frozen it stays out of the collector's full passes.
-            gc.freeze()
+    def _route_deferred(self, services: list[Service]) -> None:
+        """The deferred services have started: route to them from now on."""
+        self._add(services)
+        self._pending = None
+        # As cli.py does after build_app: what they built lives as long as the server,
+        # and frozen it stays out of the collector's full passes.
+        gc.freeze()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -127,10 +126,11 @@ class KobakoApp:
         view = _view(request)  # one per request: it remembers the parsed signature
         try:
             picked = self._pick_service(request, view)
-            if picked is None:  # a service that is still starting: wait for it
-                await self._deferred_ready()
+            if picked is None:  # a service still starting: wait for it
+                assert self._deferred is not None
+                await self._deferred.ready()
                 picked = self._pick_service(request, view)
-                assert picked is not None
+                assert picked is not None  # routed to by now
             service = picked
             response, operation = await self._dispatch(service, request, request_id, view)
         except AwsError as error:

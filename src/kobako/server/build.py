@@ -30,9 +30,8 @@ def build_app(config: Config) -> KobakoApp:
     # directory under uploads S3 may already be streaming.
     s3_store = S3Store(db, open_blobs(config, db), config.inline_bytes)
     s3_service = s3.service.build(config, db, s3_store)
-    deferred = DeferredServices(
-        DEFERRED_SIGNING_NAMES, lambda: _build_deferred(config, db, s3_service, s3_store))
-    return KobakoApp(config, [s3_service], deferred)
+    return KobakoApp(config, [s3_service], DeferredServices(
+        DEFERRED_SIGNING_NAMES, lambda: _build_deferred(config, db, s3_service, s3_store)))
 
 
 def _build_deferred(config: Config, db: Database, s3_service: Service,

@@ -30,24 +30,29 @@ class DeferredServices:
     before they exist so that routing can tell "still starting" from "not served".
     """
 
-    def __init__(self, signing_names: Iterable[str], build: Callable[[], list[Service]]) -> None:
+    def __init__(self, signing_names: Iterable[str], build: Callable[[], list[Service]],
+                 on_ready: Callable[[list[Service]], None] | None = None) -> None:
         self.signing_names = frozenset(signing_names)
         self._build = build
+        # Called on the loop once they have started, before any waiter resumes.
+        self.on_ready = on_ready
         self._task: asyncio.Task[list[Service]] | None = None
         self._closing = False
         # Those whose start-up hooks began: their shutdown hooks run at `close`.
         self.started: list[Service] = []
 
     def start(self) -> None:
-        """Begin building, if not begun yet; call on the event loop."""
-        if self._task is None:
+        """Begin building, if not begun yet (nor shutting down); call on the event loop."""
+        if self._task is None and not self._closing:
             self._task = asyncio.get_running_loop().create_task(
                 self._start(), name="kobako-deferred-services")
 
     async def ready(self) -> list[Service]:
         """The services, once built and started; ServiceUnavailable if that failed."""
         self.start()
-        assert self._task is not None
+        if self._task is None:
+            raise AwsError("ServiceUnavailable", "kobako is shutting down.", 503,
+                           sender_fault=False)
         try:
             # Shielded: a waiting request that goes away must not cancel the build.
             return await asyncio.shield(self._task)
@@ -75,6 +80,8 @@ class DeferredServices:
             raise
         log.info("services started: %s (%.2f s after S3)",
                  ", ".join(s.name for s in services), time.perf_counter() - began)
+        if self.on_ready is not None:
+            self.on_ready(services)
         return services
 
     async def close(self) -> None:
