@@ -85,8 +85,9 @@ def virtual_host_path(hostnames: list[str]) -> Callable[[HttpRequest], str]:
     return rewrite
 
 
-def build(config: Config, db: Database) -> Service:
-    store = S3Store(db, open_blobs(config, db), config.inline_bytes)
+def build(config: Config, db: Database, store: S3Store | None = None) -> Service:
+    """S3 on `store` (opened here if not given: one per server, see `open_blobs`)."""
+    store = store or S3Store(db, open_blobs(config, db), config.inline_bytes)
     users: dict[str, str] = {}
     for user in config.users.values():
         users.setdefault(canonical_user_id(user.account_id), user.display_name)

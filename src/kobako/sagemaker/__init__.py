@@ -44,9 +44,12 @@ __all__ = ["build"]
 
 
 def build(config: Config, db: Database, logs_store: LogStore,
-          runtime: Runtime | None = None, ledger: Ledger | None = None) -> list[Service]:
+          runtime: Runtime | None = None, ledger: Ledger | None = None,
+          s3_store: S3Store | None = None) -> list[Service]:
+    """`s3_store` should be the S3 service's own: a second one opened while S3 serves
+    would empty the blob temp directory under its uploads."""
     store = SageMakerStore(db)
-    s3 = S3Store(db, open_blobs(config, db))
+    s3 = s3_store or S3Store(db, open_blobs(config, db))
     work = config.data_dir / "sagemaker"
     runtime = runtime or RuntimeSet(config.runtime, config.data_dir)
     capacity = Capacity(ledger or LocalLedger(Host.detect()))

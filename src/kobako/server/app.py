@@ -7,6 +7,8 @@ operation -> the handler -> the codec serializes the result or the `AwsError`.
 
 from __future__ import annotations
 
+import asyncio
+import gc
 import hashlib
 import logging
 import random
@@ -20,6 +22,7 @@ from kobako.protocol.errors import AwsError, not_implemented
 from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse, RegionBody
 from kobako.protocol.sigv2 import parse_auth_v2, verify_v2
 from kobako.protocol.sigv4 import AuthContext, RequestView, parse_auth, verify
+from kobako.server.deferred import DeferredServices
 from kobako.server.http import SENDFILE_EXTENSION, FileSlice
 from kobako.server.requestlog import RequestLog
 from kobako.server.service import ANONYMOUS, RequestContext, Service
@@ -32,20 +35,43 @@ Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
 
 _SMALL_BODY_LIMIT = 32 * 1024 * 1024
+# After start-up, how long the deferred services wait for a first request to finish.
+_DEFERRED_AFTER_S = 0.2
 
 
 class KobakoApp:
-    def __init__(self, config: Config, services: list[Service]) -> None:
+    """`services` start before the server listens; `deferred` ones right after, and a
+    request for one of those waits until they have started."""
+
+    def __init__(self, config: Config, services: list[Service],
+                 deferred: DeferredServices | None = None) -> None:
         self.config = config
         self.services = services
-        self._by_signing_name = {n: s for s in services for n in s.signing_names}
+        self._by_signing_name: dict[str, Service] = {}
         self._by_target: dict[str, Service] = {}
+        self._add(services)
+        self._default = self._by_signing_name.get("s3", services[0])
+        self._deferred = deferred
+        if deferred is not None:
+            deferred.on_ready = self._route_deferred
+        # Until the deferred services are routed to, a request for one of them waits.
+        self._pending: frozenset[str] | None = deferred.signing_names if deferred else None
+        self._request_log = RequestLog(log)
+
+    def _add(self, services: list[Service]) -> None:
         for service in services:
+            self._by_signing_name.update(dict.fromkeys(service.signing_names, service))
             prefix = service.codec.model.metadata.get("targetPrefix")
             if prefix:
                 self._by_target[str(prefix)] = service
-        self._default = self._by_signing_name.get("s3", services[0])
-        self._request_log = RequestLog(log)
+
+    def _route_deferred(self, services: list[Service]) -> None:
+        """The deferred services have started: route to them from now on."""
+        self._add(services)
+        self._pending = None
+        # As cli.py does after build_app: what they built lives as long as the server,
+        # and frozen it stays out of the collector's full passes.
+        gc.freeze()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "lifespan":
@@ -61,10 +87,18 @@ class KobakoApp:
                     for hook in service.startup:
                         await hook()
                 await send({"type": "lifespan.startup.complete"})
+                if self._deferred is not None:
+                    # Soon, not at once: building them holds the GIL, and would slow
+                    # the first answers (S3's) that need none of it. A request for one
+                    # of them, or the first answer's end, starts it earlier.
+                    asyncio.get_running_loop().call_later(_DEFERRED_AFTER_S,
+                                                          self._deferred.start)
             elif message["type"] == "lifespan.shutdown":
                 for service in self.services:
                     for hook in service.shutdown:
                         await hook()
+                if self._deferred is not None:
+                    await self._deferred.close()
                 await send({"type": "lifespan.shutdown.complete"})
                 return
 
@@ -91,7 +125,13 @@ class KobakoApp:
         operation = "-"
         view = _view(request)  # one per request: it remembers the parsed signature
         try:
-            service = self._pick_service(request, view)
+            picked = self._pick_service(request, view)
+            if picked is None:  # a service still starting: wait for it
+                assert self._deferred is not None
+                await self._deferred.ready()
+                picked = self._pick_service(request, view)
+                assert picked is not None  # routed to by now
+            service = picked
             response, operation = await self._dispatch(service, request, request_id, view)
         except AwsError as error:
             response = service.codec.serialize_error(error, request_id)
@@ -106,21 +146,31 @@ class KobakoApp:
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD",
                              SENDFILE_EXTENSION in (scope.get("extensions") or ()))
+        if self._pending is not None and self._deferred is not None:
+            self._deferred.start()  # the first answer is out: build the rest now
         self._request_log.line(
             f"{request.method} {request.raw_path} {service.name} -> {response.status} "
             f"{operation} {(time.perf_counter() - started) * 1000:.1f}ms")
 
-    def _pick_service(self, request: HttpRequest, view: RequestView | None = None) -> Service:
+    def _pick_service(self, request: HttpRequest,
+                      view: RequestView | None = None) -> Service | None:
+        """The service a request is for; None while that may be a deferred service that
+        has not started yet."""
         found = parse_auth(view or _view(request))
         if found is not None:
             service = self._by_signing_name.get(found[1])
             if service is None:
+                if self._pending is not None and found[1] in self._pending:
+                    return None
                 raise AwsError("InvalidAction", f"kobako does not serve {found[1]!r}.", 400)
             if found[1] == "sagemaker" and "x-amz-target" not in request.headers:
                 return self._by_signing_name.get("sagemaker-runtime", service)
             return service
         target = request.headers.get("x-amz-target", "").rpartition(".")[0]
-        return self._by_target.get(target, self._default)
+        service = self._by_target.get(target)
+        if service is None and target and self._pending is not None:
+            return None  # unsigned, naming a target: maybe a deferred service's
+        return service or self._default
 
     async def _dispatch(
         self, service: Service, request: HttpRequest, request_id: str,
