@@ -1,4 +1,5 @@
-"""Create/Describe/List/Stop for processing and transform jobs: one shape, two nouns.
+"""Create/Describe/List/Stop for SageMaker's job kinds (training, processing,
+transform): one shape, three nouns.
 
 Validation messages and error codes are AWS's (ValidationException, ResourceInUse,
 ResourceNotFound from the botocore `sagemaker` model).
@@ -21,7 +22,7 @@ from kobako.sagemaker.common import (
     validation,
 )
 from kobako.sagemaker.instances import lookup
-from kobako.sagemaker.jobs import JobRunner
+from kobako.sagemaker.jobs import Runner
 from kobako.sagemaker.store import Key, SageMakerStore
 from kobako.server.service import Handler, RequestContext
 
@@ -38,10 +39,16 @@ def check_s3(uri: Any) -> None:
     split_s3(str(uri or ""))
 
 
-def build_handlers(store: SageMakerStore, runner: JobRunner, echoed: tuple[str, ...],
+def build_handlers(store: SageMakerStore, runner: Runner[Any], echoed: tuple[str, ...],
                    prepare: Prepare, summary_keys: tuple[str, ...],
-                   arn_kind: str, default_order: str) -> dict[str, Handler]:
-    """`prepare` validates a create request and returns extra (private `_`) fields."""
+                   arn_kind: str, default_order: str,
+                   duplicate: str = "Job name must be unique within an AWS account and "
+                                    "region, and a job with this name already exists ({arn})",
+                   missing: str = "Could not find requested job with name {name}",
+                   ) -> dict[str, Handler]:
+    """`prepare` validates a create request and returns extra fields (private `_` ones,
+    or echoed ones completed with defaults); `duplicate` and `missing` are the
+    ResourceInUse and ResourceNotFound messages."""
     noun = runner.noun
     name_key, status_key, arn_key = f"{noun}JobName", runner.status_key, runner.arn_key
     lower = noun[0].lower() + noun[1:]
@@ -58,17 +65,17 @@ def build_handlers(store: SageMakerStore, runner: JobRunner, echoed: tuple[str, 
         detail.update(extra)
         detail.update({name_key: name, arn_key: job_arn, status_key: "InProgress",
                        "CreationTime": stamp, "LastModifiedTime": stamp})
+        runner.created(detail)
         job_key = key(ctx, name)
         if not store.insert(job_key, detail, "InProgress"):
-            raise in_use(f"Job name must be unique within an AWS account and region, and a job "
-                         f"with this name already exists ({job_arn})")
+            raise in_use(duplicate.format(arn=job_arn))
         runner.submit(job_key, detail)
         return {arn_key: job_arn}
 
     async def describe(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         detail = runner.describe(key(ctx, params.get(name_key)))
         if detail is None:
-            raise not_found(f"Could not find requested job with name {params.get(name_key)}")
+            raise not_found(missing.format(name=params.get(name_key)))
         return detail
 
     async def list_jobs(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
@@ -82,7 +89,7 @@ def build_handlers(store: SageMakerStore, runner: JobRunner, echoed: tuple[str, 
         job_key = key(ctx, params.get(name_key))
         detail = store.get(job_key)
         if detail is None:
-            raise not_found(f"Could not find requested job with name {params.get(name_key)}")
+            raise not_found(missing.format(name=params.get(name_key)))
         if detail[status_key] not in ("InProgress", "Stopping"):
             raise validation(f"The request was rejected because the {lower} job is in status "
                              f"{detail[status_key]}.")

@@ -1,8 +1,9 @@
-"""What processing and transform jobs share: one asyncio task per job walking AWS's
-statuses (InProgress -> Completed / Failed / Stopped, Stopping in between), the
-describe document persisted at each step, capacity from the shared ledger, Stop*Job,
-and restart handling: jobs the database still calls InProgress are reaped and
-failed, since their processes cannot be resumed.
+"""What SageMaker's job kinds share (`Runner`: training, processing, transform): one
+asyncio task per job walking AWS's statuses (InProgress -> Completed / Failed /
+Stopped, Stopping in between), the describe document persisted at each step, capacity
+from the shared ledger, Stop*Job, and restart handling: jobs the database still calls
+InProgress are reaped and failed, since their processes cannot be resumed.
+`JobRunner` adds what processing and transform share besides.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from kobako.logs.store import LogStore, Scope
 from kobako.runtime.base import Attempt, AttemptSpec, OutputLine, Runtime, StartError
@@ -47,24 +48,33 @@ class Run:
     timed_out: bool = False
 
 
-class JobRunner:
-    """Subclasses name their kind (`noun`: Processing, Transform) and implement
-    `resources` and `execute`."""
+RunT = TypeVar("RunT", bound=Run)
+
+
+class Runner(Generic[RunT]):
+    """What every SageMaker job kind's runner shares (training too): the task per job,
+    Stop*Job, start-up reaping, capacity and the outcome of a run. Subclasses name their
+    kind (`noun`, `kind`, `run_type`) and implement `resources` and `work`."""
 
     noun = ""
     kind = ""
-    log_group = ""
+    run_type: type[RunT]
+    # The FailureReason of a job the server was killed under.
+    server_died = ("InternalServerError: the kobako server stopped while the job was running; "
+                   "it cannot be resumed. Please retry the job.")
+    # Whether a job asked to stop ends Stopped even when it then fails (JobFailed).
+    stop_hides_failure = True
 
     def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
-                 work_root: Path, capacity: Capacity, placer: Placer) -> None:
+                 work_root: Path, capacity: Capacity, placer: Placer | None = None) -> None:
         self.store = store
         self.s3 = s3
         self.logs = logs
         self.runtime = runtime
         self.work_root = work_root
         self.capacity = capacity
-        self.placer = placer
-        self.runs: dict[Key, Run] = {}
+        self.placer = placer or Placer()
+        self.runs: dict[Key, RunT] = {}
         self._stopping = False
 
     # ------------------------------------------------------------ names
@@ -87,9 +97,7 @@ class JobRunner:
             if detail[self.status_key] == "Stopping":
                 self._finish(detail, "Stopped")
             else:
-                detail["FailureReason"] = (
-                    "InternalServerError: the kobako server stopped while the job was running; "
-                    "it cannot be resumed. Please retry the job.")
+                detail["FailureReason"] = self.server_died
                 self._finish(detail, "Failed")
             self.store.update(key, detail, detail[self.status_key])
             shutil.rmtree(self.workdir(key), ignore_errors=True)
@@ -105,8 +113,11 @@ class JobRunner:
                 await task
         self.runs.clear()
 
+    def created(self, detail: dict[str, Any]) -> None:
+        """Complete a new job's describe document before it is first stored."""
+
     def submit(self, key: Key, detail: dict[str, Any]) -> None:
-        run = Run(key, detail)
+        run = self.run_type(key, detail)
         self.runs[key] = run
         run.task = asyncio.create_task(self._run(run))
 
@@ -116,24 +127,25 @@ class JobRunner:
         return None if detail is None else {k: v for k, v in detail.items()
                                             if not k.startswith("_")}
 
-    async def request_stop(self, key: Key) -> None:
+    async def request_stop(self, key: Key) -> dict[str, Any] | None:
         """Stop*Job: Stopping now, Stopped once its processes are gone."""
         run = self.runs.get(key)
         if run is None:
-            return
+            return None
         run.stop_requested = True
         run.detail[self.status_key] = "Stopping"
-        run.detail["LastModifiedTime"] = now()
+        self._stopping_now(run.detail)
         self.save(run)
         for attempt in run.attempts:
             await attempt.kill()
+        return run.detail
 
     # ------------------------------------------------------------ one job
 
     def workdir(self, key: Key) -> Path:
         return self.work_root / f"{key.account}-{key.region}-{key.name}"
 
-    def save(self, run: Run) -> None:
+    def save(self, run: RunT) -> None:
         self.store.update(run.key, run.detail, run.detail[self.status_key])
 
     def _finish(self, detail: dict[str, Any], status: str) -> None:
@@ -142,15 +154,26 @@ class JobRunner:
         detail[f"{self.noun}EndTime"] = stamp
         detail["LastModifiedTime"] = stamp
 
+    def _stopping_now(self, detail: dict[str, Any]) -> None:
+        """Record the Stopping status's time (the status itself is set)."""
+        detail["LastModifiedTime"] = now()
+
+    def _queued(self, run: RunT) -> None:
+        """Called once if the job must wait for capacity."""
+
+    async def _cleanup(self, run: RunT) -> None:
+        """Release what the job holds besides its grant and directory."""
+
     def resources(self, detail: dict[str, Any]) -> tuple[str, int]:
         """(instance type, instance count) the job asks for."""
         raise NotImplementedError
 
-    async def execute(self, run: Run, root: Path, grant: Grant) -> None:
-        """Do the job; raise JobFailed with the FailureReason."""
+    async def work(self, run: RunT, root: Path, grant: Grant) -> None:
+        """Run the job with its capacity held, in directory `root`, through to its end
+        status; raise JobFailed with the FailureReason."""
         raise NotImplementedError
 
-    async def _run(self, run: Run) -> None:
+    async def _run(self, run: RunT) -> None:
         detail = run.detail
         root = self.workdir(run.key)
         grant: Grant | None = None
@@ -163,17 +186,10 @@ class JobRunner:
                                           int(spec.memory_gib * 1024) * count, spec.gpus * count)
             except NeverFits as error:
                 raise JobFailed(str(error)) from None
-            grant = await self.capacity.acquire(ask)
+            grant = await self.capacity.acquire(ask, lambda: self._queued(run))
             if run.stop_requested:
                 raise asyncio.CancelledError
-            detail[f"{self.noun}StartTime"] = now()
-            self.save(run)
-            shutil.rmtree(root, ignore_errors=True)
-            root.mkdir(parents=True)
-            await self.execute(run, root, grant)
-            self._finish(detail, "Stopped" if run.stop_requested or run.timed_out
-                         else "Completed")
-            self.save(run)
+            await self.work(run, root, grant)
         except asyncio.CancelledError:
             for attempt in run.attempts:
                 await attempt.kill()
@@ -182,7 +198,7 @@ class JobRunner:
             self._finish(detail, "Stopped")
             self.save(run)
         except JobFailed as failed:
-            if run.stop_requested:
+            if run.stop_requested and self.stop_hides_failure:
                 self._finish(detail, "Stopped")
             else:
                 detail["FailureReason"] = str(failed)[:FAILURE_LIMIT]
@@ -194,11 +210,33 @@ class JobRunner:
             self._finish(detail, "Failed")
             self.save(run)
         finally:
+            await self._cleanup(run)
             if grant is not None:
                 await self.capacity.release(grant)
             if not self._stopping:
                 self.runs.pop(run.key, None)
                 shutil.rmtree(root, ignore_errors=True)
+
+
+class JobRunner(Runner[Run]):
+    """Processing and transform: subclasses implement `resources` and `execute`."""
+
+    run_type = Run
+    log_group = ""
+
+    async def execute(self, run: Run, root: Path, grant: Grant) -> None:
+        """Do the job; raise JobFailed with the FailureReason."""
+        raise NotImplementedError
+
+    async def work(self, run: Run, root: Path, grant: Grant) -> None:
+        run.detail[f"{self.noun}StartTime"] = now()
+        self.save(run)
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        await self.execute(run, root, grant)
+        self._finish(run.detail, "Stopped" if run.stop_requested or run.timed_out
+                     else "Completed")
+        self.save(run)
 
     async def run_attempt(self, run: Run, spec: AttemptSpec, stream: str,
                           limit: float | None = None,

@@ -22,29 +22,25 @@ from pathlib import Path
 from typing import Any
 
 from kobako.batch.engine import gpu_environment
-from kobako.logs.store import LogStore, Scope
+from kobako.logs.store import Scope
 from kobako.runtime.base import (
     Attempt,
     AttemptSpec,
     Networks,
     OutputLine,
-    Runtime,
     StartError,
 )
-from kobako.s3.store import S3Store
 from kobako.sagemaker import artifacts, contract
 from kobako.sagemaker import training_support as support
-from kobako.sagemaker.capacity import Capacity, Grant, NeverFits
+from kobako.sagemaker.capacity import Grant
 from kobako.sagemaker.common import now, split_s3
-from kobako.sagemaker.instances import lookup
+from kobako.sagemaker.jobs import MARKER, JobFailed, Run, Runner
 from kobako.sagemaker.logpump import pump
-from kobako.sagemaker.placement import Placer
-from kobako.sagemaker.store import TRAINING, Key, SageMakerStore
+from kobako.sagemaker.store import TRAINING
 
 log = logging.getLogger("kobako.sagemaker")
 
 LOG_GROUP = "/aws/sagemaker/TrainingJobs"
-MARKER = "KOBAKO_SAGEMAKER_JOB"
 SERVER_DIED = ("InternalServerError: the kobako server stopped while the training job was "
                "running; the job cannot be resumed. Please retry the training job.")
 MESSAGES = {
@@ -58,23 +54,12 @@ MESSAGES = {
     "Stopped": "Training job stopped",
     "MaxRuntimeExceeded": "Training job stopped because it exceeded MaxRuntimeInSeconds",
 }
-_FAILURE_LIMIT = 1024
-
-
-class JobFailed(Exception):
-    """The job fails with this FailureReason."""
 
 
 @dataclass
-class Run:
-    key: Key
-    detail: dict[str, Any]
-    task: asyncio.Task[None] | None = None
-    attempts: list[Attempt] = field(default_factory=list)
+class TrainingRun(Run):
     # The multi-host container job's network (removed with the job).
     network: str | None = None
-    stop_requested: bool = False
-    timed_out: bool = False
     metrics: dict[str, tuple[float, float]] = field(default_factory=dict)
     stderr: deque[str] = field(default_factory=lambda: deque(maxlen=20))
 
@@ -96,74 +81,19 @@ def transition(detail: dict[str, Any], status: str, message: str | None = None) 
     detail["LastModifiedTime"] = stamp
 
 
-class TrainingRunner:
-    def __init__(self, store: SageMakerStore, s3: S3Store, logs: LogStore, runtime: Runtime,
-                 work_root: Path, capacity: Capacity, placer: Placer | None = None) -> None:
-        self.placer = placer or Placer()
-        self.store = store
-        self.s3 = s3
-        self.logs = logs
-        self.runtime = runtime
-        self.work_root = work_root
-        self.capacity = capacity
-        self.runs: dict[Key, Run] = {}
-        self._stopping = False
+class TrainingRunner(Runner[TrainingRun]):
+    noun = "Training"
+    kind = TRAINING
+    run_type = TrainingRun
+    server_died = SERVER_DIED
+    # A training job that fails while stopping still ends Failed.
+    stop_hides_failure = False
 
-    # ------------------------------------------------------------ lifecycle
-
-    async def start(self) -> None:
-        self._stopping = False
-        for key, detail, refs in self.store.with_status(TRAINING, ("InProgress", "Stopping")):
-            for ref in refs:
-                await self.runtime.reap(ref, f"{MARKER}={detail['TrainingJobArn']}")
-            if detail["TrainingJobStatus"] == "Stopping":
-                self._finish(detail, "Stopped", "Stopped")
-            else:
-                detail["FailureReason"] = SERVER_DIED
-                self._finish(detail, "Failed", "Failed")
-            self.store.update(key, detail, detail["TrainingJobStatus"])
-            shutil.rmtree(self._workdir(key), ignore_errors=True)
-
-    async def stop(self) -> None:
-        """Kill running jobs; the database keeps them InProgress for the next start."""
-        self._stopping = True
-        tasks = [run.task for run in self.runs.values() if run.task is not None]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await task
-        self.runs.clear()
-
-    def submit(self, key: Key, detail: dict[str, Any]) -> None:
-        run = Run(key, detail)
-        self.runs[key] = run
-        run.task = asyncio.create_task(self._run(run))
-
-    async def request_stop(self, key: Key) -> dict[str, Any] | None:
-        """StopTrainingJob: Stopping now, Stopped once the process is gone."""
-        run = self.runs.get(key)
-        if run is None:
-            return None
-        run.stop_requested = True
-        run.detail["TrainingJobStatus"] = "Stopping"
-        transition(run.detail, "Stopping")
-        self._save(run)
-        for attempt in run.attempts:
-            await attempt.kill()
-        return run.detail
-
-    # ------------------------------------------------------------ one job
-
-    def _workdir(self, key: Key) -> Path:
-        return self.work_root / f"{key.account}-{key.region}-{key.name}"
-
-    def _save(self, run: Run) -> None:
-        self.store.update(run.key, run.detail, run.detail["TrainingJobStatus"])
-
-    def _finish(self, detail: dict[str, Any], status: str, secondary: str) -> None:
+    def _finish(self, detail: dict[str, Any], status: str, secondary: str | None = None
+                ) -> None:
+        """End with `status`, and secondary status `secondary` (the same if not given)."""
         detail["TrainingJobStatus"] = status
-        transition(detail, secondary)
+        transition(detail, secondary or status)
         end = now()
         detail["TrainingEndTime"] = end
         started = detail.get("TrainingStartTime")
@@ -172,62 +102,37 @@ class TrainingRunner:
             detail["TrainingTimeInSeconds"] = seconds
             detail["BillableTimeInSeconds"] = seconds
 
-    def _queued(self, run: Run) -> None:
+    def created(self, detail: dict[str, Any]) -> None:
+        transition(detail, "Starting", "Launching requested ML instances")
+
+    def _stopping_now(self, detail: dict[str, Any]) -> None:
+        transition(detail, "Stopping")
+
+    def _queued(self, run: TrainingRun) -> None:
         transition(run.detail, "Starting", "Preparing the instances for training: waiting "
                    "for free capacity on this kobako host")
-        self._save(run)
+        self.save(run)
 
-    async def _run(self, run: Run) -> None:
-        detail = run.detail
-        layout = contract.Layout(self._workdir(run.key))
-        grant: Grant | None = None
-        try:
-            config = detail["ResourceConfig"]
-            spec = lookup(str(config["InstanceType"]))
-            assert spec is not None
-            count = int(config.get("InstanceCount") or 1)
-            try:
-                ask = self.capacity.clamp(spec.vcpus * count,
-                                          int(spec.memory_gib * 1024) * count, spec.gpus * count)
-            except NeverFits as error:
-                raise JobFailed(str(error)) from None
-            grant = await self.capacity.acquire(ask, lambda: self._queued(run))
-            if run.stop_requested:
-                raise asyncio.CancelledError
-            await self._stage(run, layout)
-            code = await self._train(run, layout, grant)
-            await self._save_checkpoints(run, layout)
-            await self._conclude(run, layout, code)
-        except asyncio.CancelledError:
-            for attempt in run.attempts:
-                await attempt.kill()
-            if self._stopping:
-                raise
-            self._finish(detail, "Stopped", "Stopped")
-            self._save(run)
-        except JobFailed as failed:
-            detail["FailureReason"] = str(failed)[:_FAILURE_LIMIT]
-            self._finish(detail, "Failed", "Failed")
-            self._save(run)
-        except Exception as error:
-            log.exception("training job %s failed inside kobako", run.key.name)
-            detail["FailureReason"] = f"InternalServerError: {error}"[:_FAILURE_LIMIT]
-            self._finish(detail, "Failed", "Failed")
-            self._save(run)
-        finally:
-            if run.network is not None:
-                await self._remove_network(run)
-            if grant is not None:
-                await self.capacity.release(grant)
-            if not self._stopping:
-                self.runs.pop(run.key, None)
-                shutil.rmtree(layout.root, ignore_errors=True)
+    def resources(self, detail: dict[str, Any]) -> tuple[str, int]:
+        config = detail["ResourceConfig"]
+        return str(config["InstanceType"]), int(config.get("InstanceCount") or 1)
 
-    async def _stage(self, run: Run, layout: contract.Layout) -> None:
+    async def work(self, run: TrainingRun, root: Path, grant: Grant) -> None:
+        layout = contract.Layout(root)
+        await self._stage(run, layout)
+        code = await self._train(run, layout, grant)
+        await self._save_checkpoints(run, layout)
+        await self._conclude(run, layout, code)
+
+    async def _cleanup(self, run: TrainingRun) -> None:
+        if run.network is not None:
+            await self._remove_network(run)
+
+    async def _stage(self, run: TrainingRun, layout: contract.Layout) -> None:
         """Downloading: the config files, every channel's S3 data, the script's source."""
         detail = run.detail
         transition(detail, "Downloading")
-        self._save(run)
+        self.save(run)
         shutil.rmtree(layout.root, ignore_errors=True)
         layout.create()
         contract.write_config(layout.config, detail, contract.HOST, contract.host_names(
@@ -268,7 +173,7 @@ class TrainingRunner:
             except (artifacts.S3Missing, OSError, ValueError) as error:
                 raise JobFailed(f"ClientError: Checkpoint download failed: {error}") from None
 
-    async def _save_checkpoints(self, run: Run, layout: contract.Layout) -> None:
+    async def _save_checkpoints(self, run: TrainingRun, layout: contract.Layout) -> None:
         """Copy LocalPath back to CheckpointConfig.S3Uri, whatever the job's outcome."""
         checkpoints = run.detail.get("CheckpointConfig") or {}
         if not checkpoints.get("S3Uri"):
@@ -297,7 +202,7 @@ class TrainingRunner:
             return [str(image / "train")], layout.root
         return ["train"], layout.root
 
-    async def _train(self, run: Run, layout: contract.Layout, grant: Grant) -> int:
+    async def _train(self, run: TrainingRun, layout: contract.Layout, grant: Grant) -> int:
         """Run one process (or container) per host (algo-1..algo-N); the first failure
         ends them all."""
         detail = run.detail
@@ -329,7 +234,7 @@ class TrainingRunner:
                                           [(int(time.time() * 1000), text)]))
         detail["TrainingStartTime"] = now()
         transition(detail, "Training", "Downloading the training image.")
-        self._save(run)
+        self.save(run)
         specs = []
         for rank, host in enumerate(hosts):
             config_dir = layout.config if rank == 0 else layout.root / "hosts" / host / "config"
@@ -373,7 +278,7 @@ class TrainingRunner:
                 raise JobFailed(f"AlgorithmError: {error.reason}") from None
         self.store.set_refs(run.key, self._refs(run))
         transition(detail, "Training")
-        self._save(run)
+        self.save(run)
         if run.stop_requested:
             for attempt in run.attempts:
                 await attempt.kill()
@@ -405,12 +310,12 @@ class TrainingRunner:
         return code
 
     @staticmethod
-    def _refs(run: Run) -> list[str]:
+    def _refs(run: TrainingRun) -> list[str]:
         """What a restarted server reaps: the containers, then the network they were on."""
         return [a.ref for a in run.attempts] + (
             [f"network:{run.network}"] if run.network is not None else [])
 
-    async def _create_network(self, run: Run) -> None:
+    async def _create_network(self, run: TrainingRun) -> None:
         """The hosts' own network, on which each container is algo-N; recorded before
         any container starts, so that a crash leaves nothing unreaped."""
         if not isinstance(self.runtime, Networks):
@@ -422,7 +327,7 @@ class TrainingRunner:
             raise JobFailed(f"InternalServerError: {error.reason}") from None
         self.store.set_refs(run.key, self._refs(run))
 
-    async def _remove_network(self, run: Run) -> None:
+    async def _remove_network(self, run: TrainingRun) -> None:
         assert run.network is not None and isinstance(self.runtime, Networks)
         try:
             await self.runtime.remove_network(run.network, run.detail["TrainingJobArn"])
@@ -445,7 +350,7 @@ class TrainingRunner:
                         await other.kill()
         return failed
 
-    async def _conclude(self, run: Run, layout: contract.Layout, code: int) -> None:
+    async def _conclude(self, run: TrainingRun, layout: contract.Layout, code: int) -> None:
         detail = run.detail
         detail["FinalMetricDataList"] = [
             {"MetricName": name, "Value": value, "Timestamp": stamp}
@@ -453,7 +358,7 @@ class TrainingRunner:
         if code != 0 and not (run.stop_requested or run.timed_out):
             raise JobFailed(self._failure(run, layout, code))
         transition(detail, "Uploading")
-        self._save(run)
+        self.save(run)
         await self._upload(run, layout)
         if run.timed_out:
             self._finish(detail, "Stopped", "MaxRuntimeExceeded")
@@ -461,9 +366,9 @@ class TrainingRunner:
             self._finish(detail, "Stopped", "Stopped")
         else:
             self._finish(detail, "Completed", "Completed")
-        self._save(run)
+        self.save(run)
 
-    def _failure(self, run: Run, layout: contract.Layout, code: int) -> str:
+    def _failure(self, run: TrainingRun, layout: contract.Layout, code: int) -> str:
         """output/failure if the algorithm wrote one; else what the toolkit would write."""
         if layout.failure.is_file():
             text = layout.failure.read_text(errors="replace").strip()
@@ -475,7 +380,7 @@ class TrainingRunner:
                     f"ErrorMessage \"{message}\"")
         return f"AlgorithmError: , exit code: {code}"
 
-    async def _upload(self, run: Run, layout: contract.Layout) -> None:
+    async def _upload(self, run: TrainingRun, layout: contract.Layout) -> None:
         """model/ -> model.tar.gz, output/data/ -> output.tar.gz, in S3OutputPath/<job>/output/."""
         bucket, prefix = split_s3(str(run.detail["OutputDataConfig"]["S3OutputPath"]))
         base = f"{prefix.rstrip('/')}/" if prefix.strip("/") else ""
