@@ -1,5 +1,6 @@
-"""Group commit of small PUTs: rows of one loop turn share a transaction, bodies of one
-round share the blob writer thread, and whatever was acknowledged survives kill -9."""
+"""Group commit of small PUTs written as files: rows of one loop turn share a transaction,
+bodies of one round share the blob writer thread; inline bodies commit each PUT at once;
+whatever was acknowledged survives kill -9 either way."""
 
 from __future__ import annotations
 
@@ -78,8 +79,23 @@ def test_group_writer_writes_every_body_durably(tmp_path: Path) -> None:
     assert len({blob_id[:4] for blob_id in ids}) <= 1 + len(ids) // FANOUT_RUN
 
 
-def test_conditional_puts_in_one_group_see_each_other(tmp_path: Path) -> None:
-    server = start_server(tmp_path / "data")
+# Small bodies are stored inline (committed by each PUT at once); with inline_bytes = 0
+# every body is a file, and the rows go through the group commit.
+BODY_PATHS = pytest.mark.parametrize("inline_bytes", [None, 0], ids=["inline", "files"])
+
+
+def _config(tmp_path: Path, inline_bytes: int | None) -> Path | None:
+    if inline_bytes is None:
+        return None
+    config = tmp_path / "kobako.toml"
+    config.write_text(f"inline_bytes = {inline_bytes}\n")
+    return config
+
+
+@BODY_PATHS
+def test_conditional_puts_in_one_group_see_each_other(tmp_path: Path,
+                                                      inline_bytes: int | None) -> None:
+    server = start_server(tmp_path / "data", config=_config(tmp_path, inline_bytes))
     try:
         server.client("s3").create_bucket(Bucket="cond")
         barrier = threading.Barrier(8)
@@ -110,12 +126,15 @@ def test_conditional_puts_in_one_group_see_each_other(tmp_path: Path) -> None:
     assert " -> 500 " not in server.log()
 
 
+@BODY_PATHS
 @pytest.mark.parametrize("workers", [16])
-def test_concurrent_acknowledged_puts_survive_kill_9(tmp_path: Path, workers: int) -> None:
+def test_concurrent_acknowledged_puts_survive_kill_9(tmp_path: Path, workers: int,
+                                                     inline_bytes: int | None) -> None:
     """Bursts of PUTs that arrive together (so that they share group commits); the
     server is killed right after a burst was acknowledged."""
     data_dir = tmp_path / "data"
-    server = start_server(data_dir)
+    config = _config(tmp_path, inline_bytes)
+    server = start_server(data_dir, config=config)
     acknowledged: dict[str, bytes] = {}
     lock = threading.Lock()
     stop = threading.Event()
@@ -156,7 +175,7 @@ def test_concurrent_acknowledged_puts_survive_kill_9(tmp_path: Path, workers: in
         server.stop()
     with lock:
         expected = dict(acknowledged)
-    restarted = start_server(data_dir)
+    restarted = start_server(data_dir, config=config)
     try:
         s3 = restarted.client("s3")
         for key, body in expected.items():

@@ -149,20 +149,22 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             if s3.store.get_bucket(bucket) is None:
                 raise errors.no_such_bucket(bucket)
 
+        if ingested.inline is not None:  # committed here and now, body and row together
+            replaced = s3.store.put_object_now(record, check, ingested)
+            s3.store.discard(replaced)
+            return _put_answer(s3, record)
         # Group commit: answered once the transaction holding this row committed.
-        committed = s3.store.put_object_grouped(record, check, ingested)
+        committed = s3.store.put_object_grouped(record, check)
         try:
             replaced = await committed
         except BaseException:
             if not _succeeded(committed):  # no row refers to the new blob
-                if ingested.inline is None:  # (an inline body was rolled back with it)
-                    s3.store.discard([ingested.blob_id])
+                s3.store.discard([ingested.blob_id])
             else:  # committed, but this task was cancelled since
                 s3.store.discard(committed.result())
             raise
         s3.store.discard(replaced)
-        return {"ETag": record.etag, "VersionId": written_version(record),
-                **checksum_fields(record), **lifecycle.expiration_header(s3.store, record)}
+        return _put_answer(s3, record)
 
     async def get_object(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         record = s3.object(ctx, params["Bucket"], params["Key"], params.get("VersionId"))
@@ -340,6 +342,11 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         "DeleteObjects": delete_objects,
         "CopyObject": copy_object,
     }
+
+
+def _put_answer(s3: S3Backend, record: ObjectRecord) -> dict[str, Any]:
+    return {"ETag": record.etag, "VersionId": written_version(record),
+            **checksum_fields(record), **lifecycle.expiration_header(s3.store, record)}
 
 
 def written_version(record: ObjectRecord) -> str | None:
