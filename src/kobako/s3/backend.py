@@ -159,30 +159,14 @@ class S3Backend:
         return _prepend(first, body)
 
     def _read_sync(self, segments: list[tuple[str, int]], start: int, last: int) -> list[bytes]:
-        out: list[bytes] = []
-        offset = 0
-        for blob_id, size in segments:
-            seg_start, seg_last = offset, offset + size - 1
-            offset += size
-            if seg_last < start or seg_start > last or size == 0:
-                continue
-            out.append(self.store.blobs.read(
-                blob_id, max(start - seg_start, 0),
-                min(last, seg_last) - max(start, seg_start) + 1))
-        return out
+        return [self.store.blobs.read(blob_id, offset, length)
+                for blob_id, offset, length in _spans(segments, start, last)]
 
     async def _stream(
         self, segments: list[tuple[str, int]], start: int, last: int
     ) -> AsyncIterator[bytes]:
-        offset = 0
-        for blob_id, size in segments:
-            seg_start, seg_last = offset, offset + size - 1
-            offset += size
-            if seg_last < start or seg_start > last or size == 0:
-                continue
-            remaining = min(last, seg_last) - max(start, seg_start) + 1
-            handle = await asyncio.to_thread(
-                self.store.blobs.open, blob_id, max(start - seg_start, 0), remaining)
+        for blob_id, offset, remaining in _spans(segments, start, last):
+            handle = await asyncio.to_thread(self.store.blobs.open, blob_id, offset, remaining)
             try:
                 while remaining > 0:
                     piece = await asyncio.to_thread(handle.read, min(READ_SIZE * 4, remaining))
