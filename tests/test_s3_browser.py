@@ -14,7 +14,7 @@ import http.server
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
@@ -205,25 +205,25 @@ POST_FORM = """async ([url, fields, content]) => {
 }"""
 
 
-def preflights(server: Server, bucket: str, at_least: int = 0) -> list[str]:
-    """The server's log lines of preflights to `bucket`, once there are `at_least` (a
-    request's line is written after its answer went out: the browser may be faster)."""
+def log_once(server: Server, ready: Callable[[str], bool]) -> str:
+    """The server's log once `ready` holds for it, or after 10 s: a request's line is
+    written after its answer went out, so the browser may be faster than the log."""
     deadline = time.monotonic() + 10
-    while True:
-        lines = [line for line in server.log().splitlines()
-                 if f"OPTIONS /{bucket}/" in line and "Preflight" in line]
-        if len(lines) >= at_least or time.monotonic() > deadline:
-            return lines
+    while not ready(text := server.log()) and time.monotonic() < deadline:
         time.sleep(0.05)
+    return text
+
+
+def preflights(server: Server, bucket: str, at_least: int = 0) -> list[str]:
+    """The server's log lines of preflights to `bucket`, once there are `at_least`."""
+    def lines(log: str) -> list[str]:
+        return [line for line in log.splitlines()
+                if f"OPTIONS /{bucket}/" in line and "Preflight" in line]
+    return lines(log_once(server, lambda log: len(lines(log)) >= at_least))
 
 
 def logged(server: Server, text: str) -> bool:
-    deadline = time.monotonic() + 10
-    while text not in server.log():
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.05)
-    return True
+    return text in log_once(server, lambda log: text in log)
 
 
 def test_cross_origin_fetch_follows_cors_rules(server: Server, browser: Any,
