@@ -4,7 +4,9 @@ in the same transaction, and `inline_bytes = 0` turns the feature off."""
 
 from __future__ import annotations
 
+import json
 import os
+import re
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
@@ -18,8 +20,10 @@ INLINE_LIMIT = 64 * 1024  # the default `inline_bytes`
 
 
 def _inline_rows(server: Server) -> int:
+    """Inline bodies: rows of `blob_rows`, and of `blob_inline` (written before it)."""
     with sqlite3.connect(server.data_dir / "kobako.db") as conn:
-        return int(conn.execute("SELECT count(*) FROM blob_inline").fetchone()[0])
+        return sum(int(conn.execute(f"SELECT count(*) FROM {table}").fetchone()[0])
+                   for table in ("blob_rows", "blob_inline"))
 
 
 def _blob_files(server: Server) -> int:
@@ -52,7 +56,7 @@ def test_small_bodies_are_rows_large_ones_files(own_server: Server) -> None:
     s3.put_object(Bucket="inl", Key="edge", Body=edge)
     assert _inline_rows(own_server) == rows_before + 2
     assert _blob_files(own_server) == files_before
-    assert _segments(own_server, "inl", "small").startswith('[["@')
+    assert re.fullmatch(r'\[\["@[1-9][0-9]*", 4096\]\]', _segments(own_server, "inl", "small"))
     s3.put_object(Bucket="inl", Key="large", Body=large)
     assert _blob_files(own_server) == files_before + 1
     assert not _segments(own_server, "inl", "large").startswith('[["@')
@@ -145,3 +149,69 @@ def test_inline_bytes_must_be_a_size(tmp_path: Path) -> None:
     config.write_text("inline_bytes = true\n")
     with pytest.raises(RuntimeError, match="inline_bytes"):
         start_server(tmp_path / "data", config=config)
+
+
+def test_inline_ids_are_never_reused(tmp_path: Path) -> None:
+    """An inline body's id is never given to another body while the server runs, even
+    once the first is deleted, nor after a restart to an id that a row still holds."""
+    server = start_server(tmp_path / "data")
+    try:
+        s3: Any = server.client("s3")
+        s3.create_bucket(Bucket="ids")
+        s3.put_object(Bucket="ids", Key="keep", Body=b"keep")
+        s3.put_object(Bucket="ids", Key="gone", Body=b"gone")
+        gone = _segments(server, "ids", "gone")
+        s3.delete_object(Bucket="ids", Key="gone")
+        s3.put_object(Bucket="ids", Key="next", Body=b"next")
+        ids = [json.loads(_segments(server, "ids", key))[0][0] for key in ("keep", "next")]
+        used = [*ids, json.loads(gone)[0][0]]
+        assert len(set(used)) == 3
+    finally:
+        server.stop()
+    server = start_server(tmp_path / "data")
+    try:
+        s3 = server.client("s3")
+        s3.put_object(Bucket="ids", Key="after", Body=b"after")
+        after = json.loads(_segments(server, "ids", "after"))[0][0]
+        assert int(after[1:]) > max(int(i[1:]) for i in ids)
+        assert s3.get_object(Bucket="ids", Key="keep")["Body"].read() == b"keep"
+    finally:
+        server.stop()
+
+
+def test_bodies_stored_under_legacy_ids_still_serve(tmp_path: Path) -> None:
+    """Data directories written before `blob_rows` keep small bodies in `blob_inline`
+    under `@` and 32 hex digits: they read, copy, and are freed as before."""
+    server = start_server(tmp_path / "data")
+    s3: Any = server.client("s3")
+    s3.create_bucket(Bucket="old")
+    body = os.urandom(5000)
+    s3.put_object(Bucket="old", Key="k", Body=body)
+    server.stop()
+    legacy = "@" + "0123456789abcdef" * 2
+    with sqlite3.connect(tmp_path / "data" / "kobako.db") as conn:
+        (segments,) = conn.execute(
+            "SELECT segments FROM s3_objects WHERE key = 'k'").fetchone()
+        (new_id, size), = json.loads(segments)
+        conn.execute("INSERT INTO blob_inline (id, data) SELECT ?, data FROM blob_rows "
+                     "WHERE id = ?", (legacy, int(new_id[1:])))
+        conn.execute("DELETE FROM blob_rows WHERE id = ?", (int(new_id[1:]),))
+        conn.execute("UPDATE s3_objects SET segments = ? WHERE key = 'k'",
+                     (json.dumps([[legacy, size]]),))
+    server = start_server(tmp_path / "data")
+    try:
+        s3 = server.client("s3")
+        assert s3.get_object(Bucket="old", Key="k")["Body"].read() == body
+        ranged = s3.get_object(Bucket="old", Key="k", Range="bytes=10-19")["Body"].read()
+        assert ranged == body[10:20]
+        s3.copy_object(Bucket="old", Key="copy", CopySource={"Bucket": "old", "Key": "k"})
+        assert _segments(server, "old", "copy").startswith('[["@')
+        assert legacy not in _segments(server, "old", "copy")
+        s3.put_object(Bucket="old", Key="k", Body=b"new")  # frees the legacy row
+        with sqlite3.connect(tmp_path / "data" / "kobako.db") as conn:
+            assert conn.execute("SELECT count(*) FROM blob_inline").fetchone()[0] == 0
+        assert s3.get_object(Bucket="old", Key="copy")["Body"].read() == body
+        assert s3.get_object(Bucket="old", Key="k")["Body"].read() == b"new"
+    finally:
+        server.stop()
+    assert " -> 500 " not in server.log()

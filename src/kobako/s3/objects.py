@@ -149,17 +149,15 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             if s3.store.get_bucket(bucket) is None:
                 raise errors.no_such_bucket(bucket)
 
-        if ingested.inline is not None:  # committed here and now, body and row together
-            replaced = s3.store.put_object_now(record, check, ingested)
-            s3.store.discard(replaced)
-            return _put_answer(s3, record)
-        # Group commit: answered once the transaction holding this row committed.
-        committed = s3.store.put_object_grouped(record, check)
+        # Group commit: answered once the transaction holding this row (and an inline
+        # body) committed.
+        committed = s3.store.put_object_grouped(record, check, ingested)
         try:
             replaced = await committed
         except BaseException:
             if not _succeeded(committed):  # no row refers to the new blob
-                s3.store.discard([ingested.blob_id])
+                if ingested.inline is None:  # (an inline one was rolled back with it)
+                    s3.store.discard([ingested.blob_id])
             else:  # committed, but this task was cancelled since
                 s3.store.discard(committed.result())
             raise

@@ -547,26 +547,21 @@ class S3Store:
         with self.db.transaction():
             return self.put_object_in_tx(record)
 
-    def put_object_now(self, record: ObjectRecord, check: Callable[[], None],
-                       ingested: Ingested) -> list[str]:
-        """`put_object` with `ingested`'s inline body, after `check`, in a transaction of
-        its own, committed before this returns (the blobs it replaced). An inline body
-        waits for nothing between its last byte and its commit, so a PUT that shared a
-        later loop turn's transaction (`put_object_grouped`) would only pay that turn's
-        hand-off: ~10% more CPU per 4 KiB PUT, measured."""
-        with self.db.transaction():
-            check()
-            self.insert_inline(ingested)
-            return self.put_object_in_tx(record)
-
-    def put_object_grouped(self, record: ObjectRecord,
-                           check: Callable[[], None]) -> asyncio.Future[list[str]]:
+    def put_object_grouped(self, record: ObjectRecord, check: Callable[[], None],
+                           ingested: Ingested | None = None) -> asyncio.Future[list[str]]:
         """`put_object` in the loop turn's shared transaction (`Database.grouped`),
-        after `check` (which may raise) in the same transaction; resolves to the
-        replaced object's blobs once committed. For bodies written as files, which
-        come back from the blob writer thread together."""
+        after `check` (which may raise) in the same transaction, with `ingested`'s inline
+        body if it has one; resolves to the replaced object's blobs once committed.
+
+        Inline bodies are grouped too: the PUTs answered in one loop turn then write the
+        database header, the object index leaf and the body table's last leaf to the WAL
+        once between them. With 4 clients 1.4 PUTs shared a commit on average, and a
+        4 KiB PUT cost ~6% less server CPU than with a commit of its own (side by side,
+        session 4)."""
         def work() -> list[str]:
             check()
+            if ingested is not None:
+                self.insert_inline(ingested)
             return self.put_object_in_tx(record)
         return self.db.grouped(work)
 

@@ -53,6 +53,13 @@ class Database:
             "PRAGMA foreign_keys=ON",
             "PRAGMA busy_timeout=5000",
             f"PRAGMA wal_autocheckpoint={BACKSTOP_PAGES}",
+            # Debian's SQLite zeroes deleted content by default (SECURE_DELETE), which
+            # writes each page freed by a delete (an overwritten small object's body
+            # pages) to the WAL once more. FAST zeroes only within pages written anyway:
+            # ~1.6 fewer page writes per overwriting 4 KiB PUT. Deleted object bytes can
+            # stay in free pages until reused, as a deleted blob file's stay in free
+            # disk blocks.
+            "PRAGMA secure_delete=FAST",
         ):
             self._conn.execute(pragma)
         self._grouped: list[tuple[Callable[[], Any], asyncio.Future[Any]]] = []
