@@ -157,9 +157,11 @@ class ObjectRecord:
 _UNREAD: Any = object()
 
 
-# The segments column of a one-segment object (every plain PUT), as json.dumps writes it.
-_ONE_SEGMENT = re.compile(r'\[\["(@?[0-9a-f]{32})", (\d+)\]\]\Z')
-_BLOB_ID_TEXT = re.compile(r"@?[0-9a-f]{32}\Z")
+# The segments column of a one-segment object (every plain PUT), as json.dumps writes it;
+# its blob id a file's (32 hex digits) or an inline body's (kobako.store.inline).
+_BLOB_ID = r"(?:@?[0-9a-f]{32}|@[1-9][0-9]{0,18})"
+_ONE_SEGMENT = re.compile(rf'\[\["({_BLOB_ID})", (\d+)\]\]\Z')
+_BLOB_ID_TEXT = re.compile(rf"{_BLOB_ID}\Z")
 
 
 def _segments(text: str) -> list[tuple[str, int]]:
