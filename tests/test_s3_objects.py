@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import http.client
 import time
+import urllib.parse
 import zlib
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -29,6 +31,23 @@ def test_etag_is_md5(s3: Any, bucket: str) -> None:
     body = b"etag check"
     put = s3.put_object(Bucket=bucket, Key="e", Body=body)
     assert put["ETag"] == f'"{hashlib.md5(body).hexdigest()}"'
+
+
+def test_repeated_request_headers_are_joined(s3: Any, bucket: str) -> None:
+    """A header sent twice counts as its values joined with commas (RFC 9110, 5.3)."""
+    url = s3.generate_presigned_url("put_object", Params={"Bucket": bucket, "Key": "rep"})
+    parts = urllib.parse.urlsplit(url)
+    connection = http.client.HTTPConnection(parts.hostname, parts.port, timeout=10)
+    try:
+        connection.putrequest("PUT", f"{parts.path}?{parts.query}")
+        connection.putheader("Cache-Control", "no-cache")
+        connection.putheader("Cache-Control", "max-age=5")
+        connection.putheader("Content-Length", "3")
+        connection.endheaders(b"abc")
+        assert connection.getresponse().status == 200
+    finally:
+        connection.close()
+    assert s3.head_object(Bucket=bucket, Key="rep")["CacheControl"] == "no-cache,max-age=5"
 
 
 def test_ranges(s3: Any, bucket: str) -> None:

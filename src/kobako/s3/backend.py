@@ -215,6 +215,8 @@ def _spans(segments: list[tuple[str, int]], start: int,
 
 def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:
     """The checksum algorithms named by the request (headers, trailer, SDK header)."""
+    if not trailer and _CHECKSUM_PARAMS.isdisjoint(params):
+        return []  # most requests name none: no per-algorithm look-ups
     wanted: list[str] = []
     algorithm = params.get("ChecksumAlgorithm")
     if algorithm:
@@ -231,11 +233,17 @@ def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:
     return wanted
 
 
+# The parameters that can name a checksum algorithm.
+_CHECKSUM_PARAMS = frozenset(["ChecksumAlgorithm", *(f"Checksum{name}" for name in ALGORITHMS)])
+
+
 def content_headers(params: dict[str, Any]) -> dict[str, Any]:
     """The content headers and user metadata of a PUT, as stored with the object."""
     stored: dict[str, Any] = {}
     for name in CONTENT_PARAMS:
-        value = params.get(name)
+        if name not in params:
+            continue
+        value = params[name]
         if value is None:
             continue
         if name == "ContentEncoding":

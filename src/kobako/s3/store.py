@@ -181,7 +181,12 @@ def _segments_text(segments: list[tuple[str, int]]) -> str:
 
 
 def _json_text(value: dict[str, Any]) -> str:
-    return json.dumps(value) if value else "{}"
+    """json.dumps(value), through one encoder kept for it (what dumps does with default
+    arguments, without its per-call argument checks)."""
+    return _ENCODER.encode(value) if value else "{}"
+
+
+_ENCODER = json.JSONEncoder()
 
 
 def _json_object(text: str) -> dict[str, Any]:

@@ -104,11 +104,11 @@ class KobakoApp:
 
     async def _http(self, scope: Scope, receive: Receive, send: Send) -> None:
         started = time.perf_counter()
-        headers: dict[str, str] = {}
-        for raw_name, raw_value in scope["headers"]:
-            name = raw_name.decode("latin-1").lower()
-            value = raw_value.decode("latin-1")
-            headers[name] = f"{headers[name]},{value}" if name in headers else value
+        raw_headers = scope["headers"]
+        headers = {name.decode("latin-1").lower(): value.decode("latin-1")
+                   for name, value in raw_headers}
+        if len(headers) != len(raw_headers):  # a repeated header: its values, joined
+            headers = _joined_headers(raw_headers)
         raw_path = scope.get("raw_path") or scope["path"].encode()
         incoming = _Incoming(receive, _bodiless(headers))
         request = HttpRequest(
@@ -259,6 +259,17 @@ class KobakoApp:
             mode = "unsigned"
         request.body = _payload_body(request, auth, mode)
         return auth
+
+
+def _joined_headers(raw_headers: Any) -> dict[str, str]:
+    """Headers by lower-case name, a repeated one's values joined with commas in order
+    (RFC 9110, 5.3)."""
+    headers: dict[str, str] = {}
+    for raw_name, raw_value in raw_headers:
+        name = raw_name.decode("latin-1").lower()
+        value = raw_value.decode("latin-1")
+        headers[name] = f"{headers[name]},{value}" if name in headers else value
+    return headers
 
 
 def _view(request: HttpRequest) -> RequestView:
