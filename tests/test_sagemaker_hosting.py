@@ -93,12 +93,13 @@ def test_train_then_deploy_and_invoke(server: Server, s3: Any, bucket: str) -> N
             time.sleep(0.2)
     assert streams and streams[0]["logStreamName"].startswith("AllTraffic/")
     # The model server's access-log lines (batched, not one write per request) arrive.
+    # Batches arrive one by one: wait for the one with the failed invocation's line.
     stream_name, found = streams[0]["logStreamName"], []
-    while not found and time.monotonic() < deadline:
+    while not any(" 500 " in line for line in found) and time.monotonic() < deadline:
         found = [e["message"] for e in logs.get_log_events(
             logGroupName=f"/aws/sagemaker/Endpoints/{endpoint}",
             logStreamName=stream_name)["events"] if '"POST /invocations' in e["message"]]
-        time.sleep(0 if found else 0.2)
+        time.sleep(0.2)
     assert found and any(" 500 " in line for line in found)
 
     listed = sm.list_endpoints(NameContains=endpoint)["Endpoints"]
