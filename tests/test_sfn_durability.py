@@ -166,8 +166,8 @@ def test_a_hundred_executions_in_flight_survive_kill_9(tmp_path: Path) -> None:
     server = start_server(tmp_path / "data")
     definition = {"StartAt": "Tag", "States": {
         "Tag": {"Type": "Pass", "Next": "Pause", "Parameters": {
-            "n.$": "$.n", "items.$": "States.ArrayRange(1, 4, 1)"}},
-        "Pause": {"Type": "Wait", "SecondsPath": "$.n", "Next": "Each"},
+            "n.$": "$.n", "wait.$": "$.wait", "items.$": "States.ArrayRange(1, 4, 1)"}},
+        "Pause": {"Type": "Wait", "SecondsPath": "$.wait", "Next": "Each"},
         "Each": {"Type": "Map", "ItemsPath": "$.items", "ItemSelector": {
             "i.$": "$$.Map.Item.Value", "n.$": "$.n"}, "ItemProcessor": {
                 "StartAt": "Mul", "States": {"Mul": {
@@ -179,10 +179,13 @@ def test_a_hundred_executions_in_flight_survive_kill_9(tmp_path: Path) -> None:
     try:
         sfn = server.client("stepfunctions")
         arn = machine(sfn, definition)
-        started = {n: sfn.start_execution(stateMachineArn=arn, name=f"e{n}",
-                                          input=json.dumps({"n": n % 3}))["executionArn"]
-                   for n in range(100)}
-        # In flight: the ones waiting 1-2 s have not finished when the server dies.
+        # Two thirds wait 3-4 s, the rest not at all: starting all 100 takes well under
+        # 3 s even on a loaded machine (it took over 2 s at load 7 with 1-2 s waits).
+        started = {n: sfn.start_execution(
+            stateMachineArn=arn, name=f"e{n}",
+            input=json.dumps({"n": n % 3, "wait": 2 + n % 3 if n % 3 else 0}))["executionArn"]
+            for n in range(100)}
+        # In flight: the ones still waiting have not finished when the server dies.
         running = [a for a in started.values()
                    if sfn.describe_execution(executionArn=a)["status"] == "RUNNING"]
         assert len(running) >= 30, len(running)
