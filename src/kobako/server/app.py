@@ -122,6 +122,7 @@ class KobakoApp:
         # Unique enough to find a request in the log; not a secret, so no syscall for it.
         request_id = f"{random.getrandbits(64):016X}"
         service = self._default
+        path: str | None = None
         operation = "-"
         view = _view(request)  # one per request: it remembers the parsed signature
         try:
@@ -132,7 +133,9 @@ class KobakoApp:
                 picked = self._pick_service(request, view)
                 assert picked is not None  # routed to by now
             service = picked
-            response, operation = await self._dispatch(service, request, request_id, view)
+            path = self._path(service, request)  # once: decorate below needs it too
+            response, operation = await self._dispatch(service, request, path, request_id,
+                                                       view)
         except AwsError as error:
             response = service.codec.serialize_error(error, request_id)
         except Exception:
@@ -140,23 +143,23 @@ class KobakoApp:
             internal = AwsError("InternalError", "We encountered an internal error.", 500)
             response = service.codec.serialize_error(internal, request_id)
         if service.decorate is not None:
-            service.decorate(request, self._path(service, request), response)
+            if path is None:  # the request failed before its path was found
+                path = self._path(service, request)
+            service.decorate(request, path, response)
         if not incoming.done and (incoming.unread_continue(headers)
                                   or not await incoming.drain()):
             response.headers.append(("Connection", "close"))
-        await _send_response(send, response, request_id, request.method == "HEAD",
-                             SENDFILE_EXTENSION in (scope.get("extensions") or ()))
+        await _send_response(send, response, request_id, request.method == "HEAD", scope)
         if self._pending is not None and self._deferred is not None:
             self._deferred.start()  # the first answer is out: build the rest now
         self._request_log.line(
             f"{request.method} {request.raw_path} {service.name} -> {response.status} "
             f"{operation} {(time.perf_counter() - started) * 1000:.1f}ms")
 
-    def _pick_service(self, request: HttpRequest,
-                      view: RequestView | None = None) -> Service | None:
+    def _pick_service(self, request: HttpRequest, view: RequestView) -> Service | None:
         """The service a request is for; None while that may be a deferred service that
         has not started yet."""
-        found = parse_auth(view or _view(request))
+        found = parse_auth(view)
         if found is not None:
             service = self._by_signing_name.get(found[1])
             if service is None:
@@ -173,10 +176,9 @@ class KobakoApp:
         return service or self._default
 
     async def _dispatch(
-        self, service: Service, request: HttpRequest, request_id: str,
-        view: RequestView | None = None,
+        self, service: Service, request: HttpRequest, path: str, request_id: str,
+        view: RequestView,
     ) -> tuple[HttpResponse, str]:
-        path = self._path(service, request)
         if service.preflight is not None:
             early = await service.preflight(request, path)
             if early is not None:
@@ -207,9 +209,8 @@ class KobakoApp:
         return service.rewrite_path(request) if service.rewrite_path else request.raw_path
 
     async def _authenticate(
-        self, service: Service, request: HttpRequest, view: RequestView | None = None
+        self, service: Service, request: HttpRequest, view: RequestView
     ) -> AuthContext:
-        view = view or _view(request)
         if parse_auth(view) is None:
             if service.name == "s3" and parse_auth_v2(view) is not None:
                 return self._authenticate_v2(service, request, view)
@@ -368,15 +369,14 @@ def _bodiless(headers: dict[str, str]) -> bool:
 
 
 async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool,
-                         sendfile: bool = False) -> None:
+                         scope: Scope) -> None:
     headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
     raw_id = request_id.encode()
     headers.append((b"x-amz-request-id", raw_id))
     headers.append((b"x-amzn-requestid", raw_id))
     body = response.body
-    names = {k.lower() for k, _ in response.headers}
     if isinstance(body, bytes):
-        if "content-length" not in names:
+        if response.header("content-length") is None:
             headers.append((b"content-length", str(len(body)).encode()))
         await send({"type": "http.response.start", "status": response.status, "headers": headers})
         await send({"type": "http.response.body", "body": b"" if head else body})
@@ -385,7 +385,8 @@ async def _send_response(send: Send, response: HttpResponse, request_id: str, he
     if head:
         if hasattr(body, "aclose"):
             await body.aclose()
-    elif sendfile and isinstance(body, RegionBody) and "content-length" in names:
+    elif (isinstance(body, RegionBody) and SENDFILE_EXTENSION in (scope.get("extensions") or ())
+          and response.header("content-length") is not None):
         # Each region goes from the page cache to the socket in the kernel (see
         # kobako.server.http); the transport closes each file once it is sent.
         try:

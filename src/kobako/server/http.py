@@ -220,6 +220,11 @@ class CoalescingTransport:
         self._cancelled[0] = True
         self._transport.abort()
 
+    def is_closing(self) -> bool:
+        # uvicorn asks after every response: spelt out, not found through __getattr__
+        # (only reached once the ordinary attribute look-up has failed).
+        return self._transport.is_closing()
+
     def __getattr__(self, name: str) -> Any:
         return getattr(self._transport, name)
 
