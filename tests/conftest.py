@@ -114,6 +114,12 @@ def s3(server: Server) -> Any:
     return server.client("s3")
 
 
+@pytest.fixture
+def sfn(server: Server) -> Any:
+    """A Step Functions client (test_sfn_express.py overrides it for sync- hosts)."""
+    return server.client("stepfunctions")
+
+
 _counter = iter(range(1_000_000))
 
 

@@ -22,11 +22,6 @@ def code(exc: pytest.ExceptionInfo[ClientError]) -> str:
     return str(exc.value.response["Error"]["Code"])
 
 
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
-
-
 def test_state_machine_crud(sfn: Any) -> None:
     name = unique("crud")
     created = sfn.create_state_machine(name=name, definition=PASS, roleArn=ROLE,

@@ -10,13 +10,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
 from sfn_helpers import machine, unique, wait_done
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 def history(sfn: Any, arn: str) -> list[dict[str, Any]]:

@@ -10,16 +10,10 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
 from sfn_helpers import dmap, machine, run, wait_done
 
 GET = "arn:aws:states:::s3:getObject"
 LIST = "arn:aws:states:::s3:listObjectsV2"
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 PASS = {"P": {"Type": "Pass", "End": True}}

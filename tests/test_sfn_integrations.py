@@ -16,11 +16,6 @@ SUBMIT = "arn:aws:states:::batch:submitJob"
 
 
 @pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
-
-
-@pytest.fixture
 def env(server: Server) -> Env:
     return make_env(server.client("batch"))
 

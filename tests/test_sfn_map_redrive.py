@@ -9,7 +9,6 @@ from typing import Any
 
 import pytest
 
-from conftest import Server
 from sfn_helpers import dmap, machine, wait_done
 
 SDK = "arn:aws:states:::aws-sdk:s3:"
@@ -26,11 +25,6 @@ GATED = {
     "Done": {"Type": "Pass", "OutputPath": "$.n", "End": True}}
 MAP_RUN = re.compile(r"^arn:aws:states:us-east-1:000000000000:mapRun:sm-[^/:]+/gated:"
                      r"[0-9a-f-]{36}$")
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 def runs_of(s3: Any, bucket: str, n: int) -> int:

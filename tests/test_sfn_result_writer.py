@@ -9,7 +9,6 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
 from sfn_helpers import dmap, machine, run
 
 PUT = "arn:aws:states:::s3:putObject"
@@ -21,11 +20,6 @@ PAIRS = {"C": {"Type": "Choice", "Choices": [
         "pair.$": "States.Array($.n, States.MathAdd($.n, 10))"}, "OutputPath": "$.pair",
         "End": True}}
 ITEMS = {"items": [{"n": i} for i in range(4)]}
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 def _files(s3: Any, bucket: str, output: str) -> dict[str, bytes]:

@@ -6,18 +6,11 @@ import json
 import time
 from typing import Any
 
-import pytest
-
 from conftest import Server
 from sagemaker_helpers import job_request, stage, unique
 from sfn_helpers import run, task
 
 TRAIN = "arn:aws:states:::sagemaker:createTrainingJob"
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 def test_create_training_job_sync_returns_the_description(sfn: Any, s3: Any,

@@ -28,11 +28,6 @@ time.sleep(float(sys.argv[4]))
 
 
 @pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
-
-
-@pytest.fixture
 def env(server: Server) -> Env:
     return make_env(server.client("batch"))
 

@@ -8,13 +8,7 @@ from typing import Any
 import pytest
 from botocore.exceptions import ClientError
 
-from conftest import Server
 from sfn_helpers import ROLE, unique, wait_done
-
-
-@pytest.fixture
-def sfn(server: Server) -> Any:
-    return server.client("stepfunctions")
 
 
 def result(value: str) -> str:
