@@ -115,6 +115,16 @@ def test_conditional_put(s3: Any, bucket: str) -> None:
         s3.put_object(Bucket=bucket, Key="once", Body=b"2", IfNoneMatch="*")
     assert code_of(exc) == "PreconditionFailed"
     assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"1"
+    # If-Match alone also takes the conditional path (PUT skips it when no If-* is sent).
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="once", Body=b"3", IfMatch='"0000"')
+    assert code_of(exc) == "PreconditionFailed"
+    with pytest.raises(ClientError) as exc:
+        s3.put_object(Bucket=bucket, Key="never", Body=b"3", IfMatch='"0000"')
+    assert code_of(exc) == "NoSuchKey"
+    etag = s3.head_object(Bucket=bucket, Key="once")["ETag"]
+    s3.put_object(Bucket=bucket, Key="once", Body=b"4", IfMatch=etag)
+    assert s3.get_object(Bucket=bucket, Key="once")["Body"].read() == b"4"
 
 
 def test_response_overrides_and_content_headers(s3: Any, bucket: str) -> None:

@@ -237,10 +237,15 @@ def requested_checksums(params: dict[str, Any], trailer: str = "") -> list[str]:
 _CHECKSUM_PARAMS = frozenset(["ChecksumAlgorithm", *(f"Checksum{name}" for name in ALGORITHMS)])
 
 
+_CONTENT_PARAM_NAMES = frozenset(CONTENT_PARAMS)
+
+
 def content_headers(params: dict[str, Any]) -> dict[str, Any]:
     """The content headers and user metadata of a PUT, as stored with the object."""
     stored: dict[str, Any] = {}
-    for name in CONTENT_PARAMS:
+    # Most PUTs name no content header: one set test instead of seven look-ups.
+    named = () if _CONTENT_PARAM_NAMES.isdisjoint(params) else CONTENT_PARAMS
+    for name in named:
         if name not in params:
             continue
         value = params[name]

