@@ -12,6 +12,7 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
+from operator import methodcaller
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -82,6 +83,9 @@ class Codec:
 
 # (member name, location, wire name, member shape); header wire names lower-cased.
 _Members = list[tuple[str, str, str, Shape]]
+# (member name, wire name, member shape, whether the value is the text as it came): for
+# strings, which most bound members are, parsing then skips the conversion call.
+_TextMembers = list[tuple[str, str, Shape, bool]]
 
 
 @dataclass
@@ -92,10 +96,12 @@ class _InputPlan:
     body_members: bool  # members with no location: they come from the body
     # The same members by where they come from, so that parsing looks at what the
     # request carries rather than at every member the model names.
-    uri: _Members = field(default_factory=list)
+    uri: _TextMembers = field(default_factory=list)
     query: _Members = field(default_factory=list)
-    headers: dict[str, list[tuple[str, Shape]]] = field(default_factory=dict)
-    header_maps: list[tuple[str, str]] = field(default_factory=list)  # (name, prefix)
+    # wire name -> [(member name, shape, whether the value is the header's text)]
+    headers: dict[str, list[tuple[str, Shape, bool]]] = field(default_factory=dict)
+    # (member name, prefix, whether a header name has the prefix)
+    header_maps: list[tuple[str, str, Callable[[str], bool]]] = field(default_factory=list)
 
     @classmethod
     def of(cls, op: OperationModel) -> _InputPlan:
@@ -121,13 +127,15 @@ class _InputPlan:
         plan = cls(members, bound, str(payload) if payload else None, body_members)
         for name, location, wire, member in members:
             if location == "uri":
-                plan.uri.append((name, location, wire, member))
+                plan.uri.append((name, wire, member, values.is_text(member)))
             elif location == "querystring":
                 plan.query.append((name, location, wire, member))
             elif location == "header":
-                plan.headers.setdefault(wire, []).append((name, member))
+                as_text = (member.type_name != "list" and values.is_text(member)
+                           and not member.serialization.get("jsonvalue"))
+                plan.headers.setdefault(wire, []).append((name, member, as_text))
             elif location == "headers":
-                plan.header_maps.append((name, wire))
+                plan.header_maps.append((name, wire, methodcaller("startswith", wire)))
         return plan
 
 
@@ -197,24 +205,25 @@ class RestCodec(Codec):
         plan = self._input_plan(op)
         params: dict[str, Any] = {}
         payload_name = plan.payload
-        for name, _, wire, member in plan.uri:
+        for name, wire, member, as_text in plan.uri:
             if wire in labels:
-                params[name] = values.scalar_from_text(labels[wire], member)
+                text = labels[wire]
+                params[name] = text if as_text else values.scalar_from_text(text, member)
         if request.query_multi:
             for name, _, wire, member in plan.query:
                 self._parse_query_member(request, name, wire, member, params, plan.bound)
+        # The request's headers go through `filter` (in C), not a Python loop: most of
+        # them (signature, host, ...) are bound to no member and then cost nothing here.
+        headers = request.headers
         bound_headers = plan.headers
-        for header in request.headers:
-            for name, member in bound_headers.get(header, ()):
-                self._parse_header_member(request, name, header, member, params)
-        for name, prefix in plan.header_maps:
-            found = {
-                key[len(prefix):]: value
-                for key, value in request.headers.items()
-                if key.startswith(prefix)
-            }
-            if found:
-                params[name] = found
+        for header in filter(bound_headers.__contains__, headers):
+            text = headers[header]
+            for name, member, as_text in bound_headers[header]:
+                params[name] = text if as_text else _header_value(text, member)
+        for name, prefix, has_prefix in plan.header_maps:
+            prefixed = list(filter(has_prefix, headers))
+            if prefixed:
+                params[name] = {key[len(prefix):]: headers[key] for key in prefixed}
         if payload_name:
             member = shape.members[payload_name]
             if member.type_name == "blob" and member.serialization.get("streaming"):
@@ -258,21 +267,6 @@ class RestCodec(Codec):
                 ]
             else:
                 params[name] = values.scalar_from_text(request.query[wire], member)
-
-    def _parse_header_member(
-        self, request: HttpRequest, name: str, wire: str, member: Shape, params: dict[str, Any]
-    ) -> None:
-        raw = request.headers.get(wire)
-        if raw is None:
-            return
-        if member.type_name == "list":
-            params[name] = [
-                values.scalar_from_text(part, member.member) for part in split_header_list(raw)
-            ]
-        elif member.serialization.get("jsonvalue"):
-            params[name] = _json_header(raw)
-        else:
-            params[name] = values.scalar_from_text(raw, member)
 
     def parse_payload(self, raw: bytes, shape: Shape) -> Any:
         raise NotImplementedError
@@ -359,6 +353,15 @@ def _header_writer(member: Shape) -> Callable[[Any], str]:
     elif kind in ("string", "integer", "long") and not member.serialization.get("jsonvalue"):
         return str
     return partial(RestCodec._header_text, member=member)
+
+
+def _header_value(raw: str, member: Shape) -> Any:
+    """The value of a header bound to `member`, from its text."""
+    if member.type_name == "list":
+        return [values.scalar_from_text(part, member.member) for part in split_header_list(raw)]
+    if member.serialization.get("jsonvalue"):
+        return _json_header(raw)
+    return values.scalar_from_text(raw, member)
 
 
 def split_header_list(raw: str) -> list[str]:
