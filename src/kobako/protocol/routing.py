@@ -14,6 +14,7 @@ no per-operation table.
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 from urllib.parse import parse_qsl, unquote
@@ -160,7 +161,7 @@ class OperationRouter:
             found[position] = patterns[position].match(path)
         query = request.query
         key = (
-            tuple([m is not None for m in found]),
+            tuple(map(bool, found)),  # a match is true, None false
             frozenset(query.keys() & index.query_names) if query else _NONE,
             tuple([query.get(k) == v for k, v in index.query_values]) if query
             else index.no_query_values,
@@ -177,11 +178,11 @@ class OperationRouter:
         route = index.routes[choice]
         matched = found[index.pattern_of[choice]]
         assert matched is not None
-        labels = {
-            name: unquote(value) if "%" in value else value
-            for name, value in zip(route.labels, matched.groups(), strict=True)
-        }
-        return RouteMatch(route.operation, labels)
+        # Built in C (zip, dict), not by a comprehension; most paths hold no escape.
+        groups: Iterable[str] = matched.groups()
+        if "%" in path:
+            groups = map(unquote, groups)
+        return RouteMatch(route.operation, dict(zip(route.labels, groups, strict=True)))
 
     @staticmethod
     def _choose(
