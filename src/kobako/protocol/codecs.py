@@ -188,7 +188,7 @@ class RestCodec(Codec):
         found = self.router.match(request, path)
         if found is None:
             raise self.unknown_operation(f"{request.method} {path}")
-        return found.operation, found.labels
+        return found
 
     def _input_plan(self, op: OperationModel) -> _InputPlan:
         plan = self._input_plans.get(op.name)
