@@ -12,7 +12,6 @@ import json
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
-from operator import methodcaller
 from typing import Any
 from urllib.parse import parse_qs, parse_qsl
 from xml.etree.ElementTree import Element, ParseError, XMLParser
@@ -100,8 +99,8 @@ class _InputPlan:
     query: _Members = field(default_factory=list)
     # wire name -> [(member name, shape, whether the value is the header's text)]
     headers: dict[str, list[tuple[str, Shape, bool]]] = field(default_factory=dict)
-    # (member name, prefix, whether a header name has the prefix)
-    header_maps: list[tuple[str, str, Callable[[str], bool]]] = field(default_factory=list)
+    # (member name, prefix, the prefix after a newline)
+    header_maps: list[tuple[str, str, str]] = field(default_factory=list)
 
     @classmethod
     def of(cls, op: OperationModel) -> _InputPlan:
@@ -135,7 +134,7 @@ class _InputPlan:
                            and not member.serialization.get("jsonvalue"))
                 plan.headers.setdefault(wire, []).append((name, member, as_text))
             elif location == "headers":
-                plan.header_maps.append((name, wire, methodcaller("startswith", wire)))
+                plan.header_maps.append((name, wire, "\n" + wire))
         return plan
 
 
@@ -212,18 +211,25 @@ class RestCodec(Codec):
         if request.query_multi:
             for name, _, wire, member in plan.query:
                 self._parse_query_member(request, name, wire, member, params, plan.bound)
-        # The request's headers go through `filter` (in C), not a Python loop: most of
-        # them (signature, host, ...) are bound to no member and then cost nothing here.
         headers = request.headers
         bound_headers = plan.headers
-        for header in filter(bound_headers.__contains__, headers):
-            text = headers[header]
+        for header, text in headers.items():
+            if header not in bound_headers:
+                continue
             for name, member, as_text in bound_headers[header]:
                 params[name] = text if as_text else _header_value(text, member)
-        for name, prefix, has_prefix in plan.header_maps:
-            prefixed = list(filter(has_prefix, headers))
-            if prefixed:
-                params[name] = {key[len(prefix):]: headers[key] for key in prefixed}
+        if plan.header_maps:
+            # Whether any header name starts with a prefix: one substring search of the
+            # names, each after a newline (~3.5k instructions for a PUT's six headers),
+            # where a startswith call per header cost ~8.5k; most requests (a PUT
+            # without metadata) have none.
+            names = "\n" + "\n".join(headers)
+            for name, prefix, after_newline in plan.header_maps:
+                if after_newline in names:
+                    found = {key[len(prefix):]: value for key, value in headers.items()
+                             if key.startswith(prefix)}
+                    if found:
+                        params[name] = found
         if payload_name:
             member = shape.members[payload_name]
             if member.type_name == "blob" and member.serialization.get("streaming"):
