@@ -143,11 +143,11 @@ class _OutputPlan:
     members: _Members  # the members that go to headers or the status code
     payload: str | None
     body_members: bool
-    # name -> (position in `members`, location, wire name, shape, header text writer):
-    # serializing looks up the few members a result holds instead of walking every
-    # member of the shape.
-    by_name: dict[str, tuple[int, str, str, Shape, Callable[[Any], str]]] = field(
-        default_factory=dict)
+    # name -> position in `members`: serializing looks up the few members a result
+    # holds instead of walking every member of the shape.
+    position: dict[str, int] = field(default_factory=dict)
+    # By position: (name, location, wire name, header text writer).
+    writers: list[tuple[str, str, str, Callable[[Any], str]]] = field(default_factory=list)
 
     @classmethod
     def of(cls, shape: Shape) -> _OutputPlan:
@@ -161,9 +161,11 @@ class _OutputPlan:
             members.append((name, location, str(member.serialization.get("name", name)),
                             member))
         payload = shape.serialization.get("payload")
-        by_name = {name: (position, location, wire, member, _header_writer(member))
-                   for position, (name, location, wire, member) in enumerate(members)}
-        return cls(members, str(payload) if payload else None, body_members, by_name)
+        position = {name: index for index, (name, *_) in enumerate(members)}
+        writers = [(name, location, wire, _header_writer(member))
+                   for name, location, wire, member in members]
+        return cls(members, str(payload) if payload else None, body_members, position,
+                   writers)
 
 
 class RestCodec(Codec):
@@ -286,15 +288,20 @@ class RestCodec(Codec):
         plan = self._output_plans.get(op.name)
         if plan is None:
             plan = self._output_plans[op.name] = _OutputPlan.of(shape)
-        by_name = plan.by_name
+        # The positions of the members the output holds, sorted: headers go out in the
+        # model's order. Sorting plain ints, and looking up each value again, costs
+        # ~1.3k instructions (GetObject) less than sorting (position, entry, value)
+        # tuples. A comprehension here cost ~1.5k more than this loop.
+        position = plan.position
         located = []
         for name, value in output.items():
-            if value is not None:
-                entry = by_name.get(name)
-                if entry is not None:
-                    located.append((entry[0], entry, value))
-        located.sort()  # positions are distinct: nothing past them is compared
-        for _, (_, location, wire, _member, write), value in located:
+            if value is not None and name in position:
+                located.append(position[name])
+        located.sort()
+        writers = plan.writers
+        for index in located:
+            name, location, wire, write = writers[index]
+            value = output[name]
             if location == "header":
                 response.headers.append((wire, write(value)))
             elif location == "headers":
