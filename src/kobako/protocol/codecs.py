@@ -82,9 +82,12 @@ class Codec:
 
 # (member name, location, wire name, member shape); header wire names lower-cased.
 _Members = list[tuple[str, str, str, Shape]]
-# (member name, wire name, member shape, whether the value is the text as it came): for
-# strings, which most bound members are, parsing then skips the conversion call.
-_TextMembers = list[tuple[str, str, Shape, bool]]
+# What makes a member's value of its text (URI label, header), given the member: None
+# where the value is the text as it came (strings, which most bound members are), so
+# that parsing skips the call; chosen once per member.
+_Reader = Callable[[str, Shape], Any] | None
+# (member name, wire name, member shape, reader)
+_TextMembers = list[tuple[str, str, Shape, _Reader]]
 
 
 @dataclass
@@ -97,10 +100,11 @@ class _InputPlan:
     # request carries rather than at every member the model names.
     uri: _TextMembers = field(default_factory=list)
     query: _Members = field(default_factory=list)
-    # wire name -> [(member name, shape, whether the value is the header's text)]
-    headers: dict[str, list[tuple[str, Shape, bool]]] = field(default_factory=dict)
+    # wire name -> [(member name, shape, reader)]
+    headers: dict[str, list[tuple[str, Shape, _Reader]]] = field(default_factory=dict)
     # (member name, prefix, the prefix after a newline)
     header_maps: list[tuple[str, str, str]] = field(default_factory=list)
+    streams: bool = False  # the payload is a streaming blob: the request's body as it is
 
     @classmethod
     def of(cls, op: OperationModel) -> _InputPlan:
@@ -124,15 +128,18 @@ class _InputPlan:
                               keep_blank_values=True))
         payload = shape.serialization.get("payload")
         plan = cls(members, bound, str(payload) if payload else None, body_members)
+        if payload:
+            member = shape.members[str(payload)]
+            plan.streams = bool(member.type_name == "blob"
+                                and member.serialization.get("streaming"))
         for name, location, wire, member in members:
             if location == "uri":
-                plan.uri.append((name, wire, member, values.is_text(member)))
+                plan.uri.append((name, wire, member, _text_reader(member)))
             elif location == "querystring":
                 plan.query.append((name, location, wire, member))
             elif location == "header":
-                as_text = (member.type_name != "list" and values.is_text(member)
-                           and not member.serialization.get("jsonvalue"))
-                plan.headers.setdefault(wire, []).append((name, member, as_text))
+                plan.headers.setdefault(wire, []).append((name, member,
+                                                          _header_reader(member)))
             elif location == "headers":
                 plan.header_maps.append((name, wire, "\n" + wire))
         return plan
@@ -191,25 +198,21 @@ class RestCodec(Codec):
             raise self.unknown_operation(f"{request.method} {path}")
         return found
 
-    def _input_plan(self, op: OperationModel) -> _InputPlan:
-        plan = self._input_plans.get(op.name)
-        if plan is None:
-            plan = self._input_plans[op.name] = _InputPlan.of(op)
-        return plan
-
     async def parse(
         self, op: OperationModel, request: HttpRequest, labels: dict[str, str]
     ) -> dict[str, Any]:
         shape = op.input_shape
         if shape is None:
             return {}
-        plan = self._input_plan(op)
+        plan = self._input_plans.get(op.name)
+        if plan is None:
+            plan = self._input_plans[op.name] = _InputPlan.of(op)
         params: dict[str, Any] = {}
         payload_name = plan.payload
-        for name, wire, member, as_text in plan.uri:
+        for name, wire, member, read in plan.uri:
             if wire in labels:
                 text = labels[wire]
-                params[name] = text if as_text else values.scalar_from_text(text, member)
+                params[name] = text if read is None else read(text, member)
         if request.query_multi:
             for name, _, wire, member in plan.query:
                 self._parse_query_member(request, name, wire, member, params, plan.bound)
@@ -218,8 +221,8 @@ class RestCodec(Codec):
         for header, text in headers.items():
             if header not in bound_headers:
                 continue
-            for name, member, as_text in bound_headers[header]:
-                params[name] = text if as_text else _header_value(text, member)
+            for name, member, read in bound_headers[header]:
+                params[name] = text if read is None else read(text, member)
         if plan.header_maps:
             # Whether any header name starts with a prefix: one substring search of the
             # names, each after a newline (~3.5k instructions for a PUT's six headers),
@@ -232,11 +235,11 @@ class RestCodec(Codec):
                              if key.startswith(prefix)}
                     if found:
                         params[name] = found
-        if payload_name:
+        if payload_name and plan.streams:
+            params[payload_name] = request.body
+        elif payload_name:
             member = shape.members[payload_name]
-            if member.type_name == "blob" and member.serialization.get("streaming"):
-                params[payload_name] = request.body
-            elif member.type_name in ("blob", "string"):
+            if member.type_name in ("blob", "string"):
                 # Absent and empty are the same on the wire; a non-streaming payload is
                 # left out then, as botocore leaves it out of the body.
                 raw = await request.body.read_all()
@@ -366,6 +369,16 @@ def _header_writer(member: Shape) -> Callable[[Any], str]:
     elif kind in ("string", "integer", "long") and not member.serialization.get("jsonvalue"):
         return str
     return partial(RestCodec._header_text, member=member)
+
+
+def _text_reader(member: Shape) -> _Reader:
+    return None if values.is_text(member) else values.scalar_from_text
+
+
+def _header_reader(member: Shape) -> _Reader:
+    if member.type_name == "list" or member.serialization.get("jsonvalue"):
+        return _header_value
+    return _text_reader(member)
 
 
 def _header_value(raw: str, member: Shape) -> Any:
