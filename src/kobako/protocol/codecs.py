@@ -155,9 +155,10 @@ class _OutputPlan:
     position: dict[str, int] = field(default_factory=dict)
     # By position: (name, location, wire name, header text writer).
     writers: list[tuple[str, str, str, Callable[[Any], str]]] = field(default_factory=list)
+    status: int = 200  # the operation's responseCode
 
     @classmethod
-    def of(cls, shape: Shape) -> _OutputPlan:
+    def of(cls, op: OperationModel, shape: Shape) -> _OutputPlan:
         members: _Members = []
         body_members = False
         for name, member in shape.members.items():
@@ -172,7 +173,7 @@ class _OutputPlan:
         writers = [(name, location, wire, _header_writer(member))
                    for name, location, wire, member in members]
         return cls(members, str(payload) if payload else None, body_members, position,
-                   writers)
+                   writers, int(op.http.get("responseCode", 200)))
 
 
 class RestCodec(Codec):
@@ -283,14 +284,15 @@ class RestCodec(Codec):
         raise NotImplementedError
 
     def serialize(self, op: OperationModel, output: dict[str, Any]) -> HttpResponse:
-        response = HttpResponse(status=int(output.get("__status", 0))
-                                or int(op.http.get("responseCode", 200)))
         shape = op.output_shape
         if shape is None:
-            return response
+            return HttpResponse(status=int(output.get("__status", 0))
+                                or int(op.http.get("responseCode", 200)))
         plan = self._output_plans.get(op.name)
         if plan is None:
-            plan = self._output_plans[op.name] = _OutputPlan.of(shape)
+            plan = self._output_plans[op.name] = _OutputPlan.of(op, shape)
+        # A `__status` the output holds is set below, after any statusCode member.
+        response = HttpResponse(plan.status, [])
         # The positions of the members the output holds, sorted: headers go out in the
         # model's order. Sorting plain ints, and looking up each value again, costs
         # ~1.3k instructions (GetObject) less than sorting (position, entry, value)
