@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
@@ -81,6 +82,9 @@ class Codec:
 
 
 # (member name, location, wire name, member shape); header wire names lower-cased.
+# The names are interned: a dict keyed by them (the params handlers read with literal
+# keys, the labels a route gives) or looked up with them (the outputs handlers build
+# with literal keys) then finds a key by identity instead of comparing its characters.
 _Members = list[tuple[str, str, str, Shape]]
 # What makes a member's value of its text (URI label, header), given the member: None
 # where the value is the text as it came (strings, which most bound members are), so
@@ -123,7 +127,7 @@ class _InputPlan:
                 wire = wire.lower()
             elif location == "querystring" and member.type_name != "map":
                 bound.add(wire)
-            members.append((name, location, wire, member))
+            members.append((sys.intern(name), location, sys.intern(wire), member))
         bound.update(parse_qs(str(op.http.get("requestUri", "")).partition("?")[2],
                               keep_blank_values=True))
         payload = shape.serialization.get("payload")
@@ -166,8 +170,8 @@ class _OutputPlan:
             if not location:
                 body_members = True
                 continue
-            members.append((name, location, str(member.serialization.get("name", name)),
-                            member))
+            wire = str(member.serialization.get("name", name))
+            members.append((sys.intern(name), location, wire, member))
         payload = shape.serialization.get("payload")
         position = {name: index for index, (name, *_) in enumerate(members)}
         writers = [(name, location, wire, _header_writer(member))

@@ -14,6 +14,7 @@ no per-operation table.
 from __future__ import annotations
 
 import re
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from urllib.parse import parse_qsl, unquote
@@ -73,12 +74,11 @@ def _compile(template: str) -> tuple[re.Pattern[str], tuple[str, ...]]:
     for part in re.split(r"(\{[^}]+\})", template):
         if part.startswith("{"):
             name = part[1:-1]
-            if name.endswith("+"):
-                labels.append(name[:-1])
-                regex += "(.+)"
-            else:
-                labels.append(name)
-                regex += "([^/]+)"
+            greedy = name.endswith("+")
+            # Interned, as the codec's plan interns wire names: its lookups of the
+            # labels then match by identity.
+            labels.append(sys.intern(name[:-1] if greedy else name))
+            regex += "(.+)" if greedy else "([^/]+)"
         else:
             regex += re.escape(part)
     if not regex.endswith("(.+)"):
