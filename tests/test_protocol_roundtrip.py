@@ -30,6 +30,7 @@ from botocore.exceptions import ClientError
 from botocore.model import Shape
 from botocore.parsers import create_parser
 
+from kobako.protocol import values
 from kobako.protocol.codecs import Codec, codec_for
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import BodyStream, HttpRequest, HttpResponse
@@ -1093,6 +1094,26 @@ def test_malformed_json_is_a_client_error(body: bytes) -> None:
     with pytest.raises(AwsError) as caught:
         asyncio.run(the_codec.parse(op, request, labels))
     assert caught.value.status == 400
+
+
+# ---------------------------------------------------------------- scalars
+
+
+@pytest.mark.parametrize("kind", [
+    "string", "integer", "long", "short", "byte", "float", "double", "boolean", "timestamp",
+    "blob", "structure", "list", "map",
+])
+def test_text_members_are_exactly_the_unconverted_kinds(kind: str) -> None:
+    """Parsers skip `scalar_from_text` where `is_text` says so: it must give the text
+    back unchanged for exactly those kinds (a converted kind gives another value, or
+    refuses a text that is not one)."""
+    shape = Shape("s", {"type": kind})
+    text = "1"
+    try:
+        unchanged = values.scalar_from_text(text, shape) is text
+    except AwsError:
+        unchanged = False
+    assert values.is_text(shape) == unchanged
 
 
 # ---------------------------------------------------------------- timestamps

@@ -43,6 +43,16 @@ def member_wire_name(name: str, shape: Shape) -> str:
     return str(shape.serialization.get("name", name))
 
 
+# The kinds `scalar_from_text` converts; it gives back the text of any other kind.
+_CONVERTED_KINDS = frozenset((*_INTEGERS, "float", "double", "boolean", "timestamp", "blob"))
+
+
+def is_text(shape: Shape) -> bool:
+    """Whether `scalar_from_text` gives the text back unchanged for `shape` (a string,
+    an enum): request parsers, deciding this once per member, skip the call."""
+    return shape.type_name not in _CONVERTED_KINDS
+
+
 def scalar_from_text(text: str, shape: Shape) -> Any:
     """A scalar from its text form (XML text, header, query string)."""
     kind = shape.type_name
