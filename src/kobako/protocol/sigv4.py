@@ -213,11 +213,12 @@ def verify(
     _check_time(claim, amz_date, now, s3)
     candidates = _payload_candidates(req, claim, payload_hash, s3)
     key = _signing_key(credential.secret_access_key, claim.date, claim.region, claim.service)
+    scope = claim.scope
     canonical = string_to_sign = ""
     for candidate in candidates:
         canonical = _canonical_request(req, claim, candidate, s3)
         string_to_sign = (
-            f"{ALGORITHM}\n{amz_date}\n{claim.scope}\n"
+            f"{ALGORITHM}\n{amz_date}\n{scope}\n"
             f"{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
         if _same(_hmac_hex(key, string_to_sign), claim.signature):
@@ -226,7 +227,7 @@ def verify(
                 service=claim.service,
                 region=claim.region,
                 amz_date=amz_date,
-                scope=claim.scope,
+                scope=scope,
                 signature=claim.signature,
                 signing_key=key,
                 presigned=claim.presigned,
