@@ -89,6 +89,11 @@ def test_s3_header_auth_get_with_odd_path_and_query() -> None:
     assert ctx.credential == CRED
     assert ctx.scope == f"{ctx.amz_date[:8]}/us-east-1/s3/aws4_request"
     assert parse_auth(req) == (AKID, "s3", "us-east-1")
+    # The signing key is a secret: never shown, and the context cannot be changed.
+    assert repr(ctx.signing_key) not in repr(ctx) and str(ctx) == repr(ctx)
+    assert repr(ctx).startswith("AuthContext(credential=Credential(access_key_id=")
+    with pytest.raises(AttributeError):
+        ctx.signature = "forged"  # type: ignore[misc]
 
 
 def test_s3_put_with_signed_body_and_its_mutations() -> None:
