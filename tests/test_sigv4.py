@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from datetime import UTC, datetime, timedelta
 from urllib.parse import urlsplit
 
@@ -11,6 +12,7 @@ from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAu
 from botocore.awsrequest import AWSPreparedRequest, AWSRequest
 from botocore.credentials import Credentials
 
+from kobako.protocol import sigv4
 from kobako.protocol.errors import AwsError
 from kobako.protocol.sigv4 import (
     AuthContext,
@@ -87,6 +89,11 @@ def test_s3_header_auth_get_with_odd_path_and_query() -> None:
     assert ctx.credential == CRED
     assert ctx.scope == f"{ctx.amz_date[:8]}/us-east-1/s3/aws4_request"
     assert parse_auth(req) == (AKID, "s3", "us-east-1")
+    # The signing key is a secret: never shown, and the context cannot be changed.
+    assert repr(ctx.signing_key) not in repr(ctx) and str(ctx) == repr(ctx)
+    assert repr(ctx).startswith("AuthContext(credential=Credential(access_key_id=")
+    with pytest.raises(AttributeError):
+        ctx.signature = "forged"  # type: ignore[misc]
 
 
 def test_s3_put_with_signed_body_and_its_mutations() -> None:
@@ -286,6 +293,57 @@ def test_malformed_authorization_header() -> None:
     )
     # A garbage x-amz-content-sha256 is refused before anything is signed over it.
     assert error_of(with_headers(req, x_amz_content_sha256="nope")).code == "InvalidArgument"
+
+
+def outcome(req: RequestView) -> object:
+    """What verify makes of a request: the signature it accepted, or the error."""
+    try:
+        return verify(req, lookup).signature
+    except AwsError as err:
+        return (err.code, err.message)
+
+
+def test_common_authorization_header_fast_path_agrees_with_the_general_parser(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The one-regex match for the header SDKs send takes exactly what the general parser
+    takes, and every header, near-miss or not, is answered as with no fast path."""
+    req = sign(S3SigV4Auth, "s3", "GET", S3_URL)
+    auth = req.headers["authorization"]
+    signature = auth.rpartition("Signature=")[2]
+    headers = [
+        auth,
+        auth + " ",  # trailing whitespace, which the general parser strips
+        auth + "\u00a0",
+        " " + auth,
+        auth.replace("Credential=", "Credential= "),  # kept by the general parser too
+        auth.replace(", SignedHeaders", " , SignedHeaders"),
+        auth.replace(", SignedHeaders", ",SignedHeaders"),
+        auth.replace(", SignedHeaders", ",  SignedHeaders"),
+        auth.replace("/aws4_request,", "/aws4_request\u2003,"),
+        auth.replace(";x-amz-date", ";x-amz-date\t"),
+        auth + ",",
+        auth + ", Extra=1",
+        auth.replace(signature, signature + ",x"),
+        auth.replace(signature, signature + "=="),
+        auth.replace(signature, "a b"),  # inner whitespace: kept by both parsers
+        auth.replace(signature, ""),
+        auth.replace("AWS4-HMAC-SHA256 ", "AWS4-HMAC-SHA256  "),
+        auth.replace("Credential=", "Credential=Credential="),
+    ]
+    matched = []
+    for header in headers:
+        common = sigv4._COMMON_HEADER.fullmatch(header)
+        if common is not None:
+            matched.append(header)
+            assert common.groups() == sigv4._header_parts(header), header
+    # The header, and the four near-misses whose values hold no comma and end in no space.
+    assert len(matched) == 5
+    fast = [outcome(with_headers(req, authorization=header)) for header in headers]
+    monkeypatch.setattr(sigv4, "_COMMON_HEADER", re.compile("(?!)"))  # never matches
+    general = [outcome(with_headers(req, authorization=header)) for header in headers]
+    assert fast == general
+    assert fast[:3] == [signature] * 3  # stripped whitespace still verifies
 
 
 def test_sigv2_is_left_to_sigv2() -> None:

