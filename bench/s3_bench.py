@@ -361,7 +361,7 @@ def start_bare_uvicorn(workdir: Path) -> Server:
     log_path = workdir / f"bare-{port}.log"
     cmd = [sys.executable, "-c", "import uvicorn; uvicorn.run('bare_app:app', host="
            f"'{HOST}', port={port}, log_level='warning', access_log=False, app_dir="
-           f"{str(workdir)!r})"]
+           f"{str(workdir)!r}, server_header=False)"]
     with open(log_path, "wb") as log:
         process = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT)
     deadline = time.monotonic() + 30
