@@ -5,7 +5,6 @@ from __future__ import annotations
 import hashlib
 import http.client
 import os
-import threading
 from pathlib import Path
 from typing import Any
 
@@ -16,14 +15,13 @@ from botocore.credentials import Credentials
 from botocore.exceptions import ClientError
 
 from conftest import Server, start_server
+from s3_helpers import AcknowledgedPuts
 
 
 def test_acknowledged_objects_survive_kill_9(tmp_path: Path) -> None:
     data_dir = tmp_path / "data"
     server = start_server(data_dir)
-    acknowledged: dict[str, bytes] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
+    puts = AcknowledgedPuts("durable")
     try:
         s3 = server.client("s3")
         s3.create_bucket(Bucket="durable")
@@ -31,37 +29,20 @@ def test_acknowledged_objects_survive_kill_9(tmp_path: Path) -> None:
         def writer(worker: int) -> None:
             client = server.client("s3")
             for index in range(10_000):
-                if stop.is_set():
+                if puts.stop.is_set():
                     return
-                key = f"w{worker}/obj-{index}"
                 body = os.urandom(1000 + (index * 7919) % 300_000)
-                try:
-                    client.put_object(Bucket="durable", Key=key, Body=body)
-                except Exception:
-                    return  # the server died under us: this write was never acknowledged
-                with lock:
-                    acknowledged[key] = body
+                if not puts.put(client, f"w{worker}/obj-{index}", body):
+                    return
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(4)]
-        for thread in threads:
-            thread.start()
-        while len(acknowledged) < 80:
-            threading.Event().wait(0.02)
-        server.kill()
-        stop.set()
-        for thread in threads:
-            thread.join(timeout=30)
+        expected = puts.kill_server_after(server, writer, workers=4, count=80, poll_s=0.02)
     finally:
         server.stop()
-    with lock:
-        expected = dict(acknowledged)
     assert len(expected) >= 80
     restarted = start_server(data_dir)
     try:
         s3 = restarted.client("s3")
-        for key, body in expected.items():
-            got = s3.get_object(Bucket="durable", Key=key)["Body"].read()
-            assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest(), key
+        puts.assert_intact(s3, expected)
         listed = {o["Key"] for page in s3.get_paginator("list_objects_v2").paginate(
             Bucket="durable") for o in page.get("Contents", [])}
         assert set(expected) <= listed

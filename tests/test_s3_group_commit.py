@@ -5,7 +5,6 @@ whatever was acknowledged survives kill -9 either way."""
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import os
 import threading
 from pathlib import Path
@@ -16,6 +15,7 @@ from botocore.exceptions import ClientError
 from conftest import start_server
 from kobako.store.blobs import FANOUT_RUN, LocalBlobStore
 from kobako.store.db import Database
+from s3_helpers import AcknowledgedPuts
 
 
 def test_grouped_writes_share_one_commit_and_fail_alone(tmp_path: Path) -> None:
@@ -135,9 +135,7 @@ def test_concurrent_acknowledged_puts_survive_kill_9(tmp_path: Path, workers: in
     data_dir = tmp_path / "data"
     config = _config(tmp_path, inline_bytes)
     server = start_server(data_dir, config=config)
-    acknowledged: dict[str, bytes] = {}
-    lock = threading.Lock()
-    stop = threading.Event()
+    puts = AcknowledgedPuts("group")
     barrier = threading.Barrier(workers)
     try:
         server.client("s3").create_bucket(Bucket="group")
@@ -149,38 +147,20 @@ def test_concurrent_acknowledged_puts_survive_kill_9(tmp_path: Path, workers: in
                     barrier.wait(timeout=30)
                 except threading.BrokenBarrierError:
                     return
-                if stop.is_set():
+                if puts.stop.is_set():
                     return
-                key = f"b{burst}/w{worker}"
                 body = os.urandom(2000 + worker * 13 + burst)
-                try:
-                    client.put_object(Bucket="group", Key=key, Body=body)
-                except Exception:
+                if not puts.put(client, f"b{burst}/w{worker}", body):
                     barrier.abort()
-                    return  # the server died under us: never acknowledged
-                with lock:
-                    acknowledged[key] = body
+                    return
 
-        threads = [threading.Thread(target=writer, args=(n,)) for n in range(workers)]
-        for thread in threads:
-            thread.start()
-        while len(acknowledged) < 10 * workers:
-            threading.Event().wait(0.005)
-        server.kill()
-        stop.set()
-        barrier.abort()
-        for thread in threads:
-            thread.join(timeout=30)
+        expected = puts.kill_server_after(server, writer, workers, count=10 * workers,
+                                          poll_s=0.005, on_kill=barrier.abort)
     finally:
         server.stop()
-    with lock:
-        expected = dict(acknowledged)
     restarted = start_server(data_dir, config=config)
     try:
-        s3 = restarted.client("s3")
-        for key, body in expected.items():
-            got = s3.get_object(Bucket="group", Key=key)["Body"].read()
-            assert hashlib.sha256(got).digest() == hashlib.sha256(body).digest(), key
+        puts.assert_intact(restarted.client("s3"), expected)
     finally:
         restarted.stop()
     assert " -> 500 " not in restarted.log()
