@@ -25,13 +25,11 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import io
 import json
 import os
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import textwrap
 import threading
@@ -47,9 +45,12 @@ from botocore.config import Config as BotoConfig
 from botocore.credentials import Credentials
 
 sys.path.insert(0, str(Path(__file__).parent))
+# ROLE and tarball() are the SageMaker tests' own, so that both stage jobs alike
+sys.path.insert(1, str(Path(__file__).resolve().parent.parent / "tests"))
 from batch_bench import cpu_seconds, kobako_server
 
-ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
+from sagemaker_helpers import ROLE, tarball
+
 TRAIN_PY = textwrap.dedent('''
     import argparse, os, time
     parser = argparse.ArgumentParser()
@@ -66,17 +67,6 @@ def _client(url: str, service: str) -> Any:
     return boto3.client(service, endpoint_url=url, region_name="us-east-1",
                         aws_access_key_id="test", aws_secret_access_key="test",
                         config=BotoConfig(retries={"max_attempts": 1}))
-
-
-def _tarball(files: dict[str, str]) -> bytes:
-    buffer = io.BytesIO()
-    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
-        for name, text in files.items():
-            data = text.encode()
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tar.addfile(info, io.BytesIO(data))
-    return buffer.getvalue()
 
 
 def pct(values: list[float], p: float) -> float:
@@ -103,7 +93,7 @@ def run_direct(script: Path, seconds: float, runs: int) -> list[float]:
 def run_jobs(url: str, bucket: str, seconds: float, runs: int
              ) -> tuple[list[float], list[dict[str, float]]]:
     sm, s3 = _client(url, "sagemaker"), _client(url, "s3")
-    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=_tarball({
+    s3.put_object(Bucket=bucket, Key="code/sourcedir.tar.gz", Body=tarball({
         "train.py": TRAIN_PY}))
     s3.put_object(Bucket=bucket, Key="data/train/data.csv", Body=b"1\n2\n3\n")
     times: list[float] = []
@@ -175,7 +165,7 @@ def _model_server(server_pid: int) -> tuple[int, list[bytes]]:
 
 def deploy(url: str, bucket: str) -> str:
     sm, s3 = _client(url, "sagemaker"), _client(url, "s3")
-    s3.put_object(Bucket=bucket, Key="echo/model.tar.gz", Body=_tarball({"weights": "x"}))
+    s3.put_object(Bucket=bucket, Key="echo/model.tar.gz", Body=tarball({"weights": "x"}))
     name = "bench-echo"
     sm.create_model(ModelName=name, ExecutionRoleArn=ROLE, PrimaryContainer={
         "Image": "kobako/python-inference", "ModelDataUrl": f"s3://{bucket}/echo/model.tar.gz"})
