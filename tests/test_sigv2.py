@@ -17,24 +17,10 @@ from botocore.credentials import Credentials
 from kobako.protocol.errors import AwsError
 from kobako.protocol.sigv2 import parse_auth_v2, verify_v2
 from kobako.protocol.sigv4 import AuthContext, Credential, RequestView, parse_auth
+from sig_helpers import AKID, CRED, SECRET, lookup, view, view_prepared, with_headers
 
-AKID = "AKIDKOBAKOTEST000001"
-SECRET = "kobako/secret+key/0123456789abcdefghijklmn"
-CRED = Credential(AKID, SECRET, "tester", "123456789012")
 ENDPOINT = "http://localhost:4566"
 ODD_KEY_URL = f"{ENDPOINT}/bucket/some%20dir/k%C3%BCy%2Bplus~%3A%E2%9C%93.txt"
-
-
-def lookup(akid: str) -> Credential | None:
-    return CRED if akid == AKID else None
-
-
-def view(method: str, url: str, headers: dict[str, str] | None = None) -> RequestView:
-    """What the server sees: raw path and query, lower-case headers, and the Host."""
-    parts = urlsplit(url)
-    seen = {name.lower(): str(value) for name, value in (headers or {}).items()}
-    seen.setdefault("host", parts.netloc)
-    return RequestView(method, parts.path, parts.query, seen)
 
 
 def sign(
@@ -57,20 +43,13 @@ def sign(
         HmacV1Auth(Credentials(AKID, secret)).add_auth(request)
     else:
         HmacV1QueryAuth(Credentials(AKID, secret), expires=expires).add_auth(request)
-    prepared = request.prepare()
-    return view(prepared.method, prepared.url, dict(prepared.headers.items()))
+    return view_prepared(request.prepare())
 
 
 def changed(req: RequestView, **changes: str) -> RequestView:
     fields = {"method": req.method, "raw_path": req.raw_path, "query_string": req.query_string}
     fields.update(changes)
     return RequestView(headers=req.headers, **fields)
-
-
-def with_headers(req: RequestView, **changes: str) -> RequestView:
-    headers = dict(req.headers)
-    headers.update({name.replace("_", "-"): value for name, value in changes.items()})
-    return RequestView(req.method, req.raw_path, req.query_string, headers)
 
 
 def error_of(req: RequestView, **kwargs: object) -> AwsError:

@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import UTC, datetime, timedelta
-from urllib.parse import urlsplit
 
 import pytest
 from botocore.auth import S3SigV4Auth, S3SigV4QueryAuth, SigV4Auth, SigV4QueryAuth
-from botocore.awsrequest import AWSPreparedRequest, AWSRequest
+from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
 
 from kobako.protocol import sigv4
@@ -21,23 +20,7 @@ from kobako.protocol.sigv4 import (
     parse_auth,
     verify,
 )
-
-AKID = "AKIDKOBAKOTEST000001"
-SECRET = "kobako/secret+key/0123456789abcdefghijklmn"
-CRED = Credential(AKID, SECRET, "tester", "123456789012")
-
-
-def lookup(akid: str) -> Credential | None:
-    return CRED if akid == AKID else None
-
-
-def view(prepared: AWSPreparedRequest) -> RequestView:
-    """What the server sees of a request botocore prepared: raw path and query, and
-    lower-case headers with the Host the HTTP client adds."""
-    url = urlsplit(prepared.url)
-    headers = {name.lower(): str(value) for name, value in prepared.headers.items()}
-    headers.setdefault("host", url.netloc)
-    return RequestView(prepared.method, url.path, url.query, headers)
+from sig_helpers import AKID, CRED, SECRET, lookup, view_prepared, with_headers
 
 
 def sign(
@@ -54,13 +37,7 @@ def sign(
 ) -> RequestView:
     request = AWSRequest(method=method, url=url, data=body, headers=headers or {}, params=params)
     signer(Credentials(AKID, secret), service, "us-east-1", **kwargs).add_auth(request)
-    return view(request.prepare())
-
-
-def with_headers(req: RequestView, **changes: str) -> RequestView:
-    headers = dict(req.headers)
-    headers.update({name.replace("_", "-"): value for name, value in changes.items()})
-    return RequestView(req.method, req.raw_path, req.query_string, headers)
+    return view_prepared(request.prepare())
 
 
 def error_of(req: RequestView, **kwargs: object) -> AwsError:
