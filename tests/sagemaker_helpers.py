@@ -7,6 +7,7 @@ import os
 import tarfile
 import textwrap
 import time
+from collections.abc import Callable
 from typing import Any
 
 ROLE = "arn:aws:iam::000000000000:role/SageMakerRole"
@@ -136,4 +137,17 @@ def wait_endpoint(sm: Any, name: str, timeout: float = 60) -> dict[str, Any]:
             return endpoint
         if time.monotonic() > deadline:
             raise AssertionError(f"endpoint {name} still {endpoint['EndpointStatus']}")
+        time.sleep(0.1)
+
+
+def wait_ended(describe: Callable[[], dict[str, Any]], status_field: str, what: str,
+               timeout: float = 60) -> dict[str, Any]:
+    """Poll a job's Describe call until the job has ended (neither InProgress nor
+    Stopping); `what` names the job in the failure."""
+    deadline = time.monotonic() + timeout
+    while True:
+        job = describe()
+        if job[status_field] not in ("InProgress", "Stopping"):
+            return job
+        assert time.monotonic() < deadline, f"{what} still running"
         time.sleep(0.1)

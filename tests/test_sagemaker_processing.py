@@ -9,7 +9,7 @@ import pytest
 from botocore.exceptions import ClientError
 
 from conftest import Server
-from sagemaker_helpers import ROLE, unique
+from sagemaker_helpers import ROLE, unique, wait_ended
 
 PREPROCESS_PY = '''
 import os, sys
@@ -25,14 +25,9 @@ print(f"total={total}")
 '''
 
 
-def _wait(sm: Any, name: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = sm.describe_processing_job(ProcessingJobName=name)
-        if job["ProcessingJobStatus"] not in ("InProgress", "Stopping"):
-            return job
-        assert time.monotonic() < deadline, f"processing job {name} still running"
-        time.sleep(0.1)
+def _wait(sm: Any, name: str) -> dict[str, Any]:
+    return wait_ended(lambda: sm.describe_processing_job(ProcessingJobName=name),
+                      "ProcessingJobStatus", f"processing job {name}")
 
 
 def _request(bucket: str, name: str, entry: list[str], args: list[str] | None = None,

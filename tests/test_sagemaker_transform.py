@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import textwrap
-import time
 from typing import Any
 
 from conftest import Server
-from sagemaker_helpers import ROLE, tarball, unique
+from sagemaker_helpers import ROLE, tarball, unique, wait_ended
 
 INFERENCE = textwrap.dedent('''
     import json, os
@@ -25,14 +24,9 @@ INFERENCE = textwrap.dedent('''
 ''')
 
 
-def _wait(sm: Any, name: str, timeout: float = 60) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    while True:
-        job: dict[str, Any] = sm.describe_transform_job(TransformJobName=name)
-        if job["TransformJobStatus"] not in ("InProgress", "Stopping"):
-            return job
-        assert time.monotonic() < deadline, f"transform job {name} still running"
-        time.sleep(0.1)
+def _wait(sm: Any, name: str) -> dict[str, Any]:
+    return wait_ended(lambda: sm.describe_transform_job(TransformJobName=name),
+                      "TransformJobStatus", f"transform job {name}")
 
 
 def _model(sm: Any, s3: Any, bucket: str) -> str:
