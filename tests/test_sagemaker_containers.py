@@ -176,15 +176,22 @@ def _log_lines(srv: Server, group: str, prefix: str) -> list[str]:
     return lines
 
 
+def _train(s3: Any, sm: Any, bucket: str, name: str, prefix: str, numbers: bytes,
+           mode: bytes) -> tuple[str, dict[str, Any]]:
+    """Stage what the image's train script reads under `prefix`, run a one-host training
+    job on it and wait for the job; returns its ARN and description."""
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/numbers.txt", Body=numbers)
+    s3.put_object(Bucket=bucket, Key=f"{prefix}/mode.txt", Body=mode)
+    arn = sm.create_training_job(**_training_request(bucket, name, prefix))["TrainingJobArn"]
+    return arn, wait_job(sm, name, timeout=45)
+
+
 def test_training_runs_the_image_train(srv: Server, engine: Podman) -> None:
     s3, sm = srv.client("s3"), srv.client("sagemaker")
     bucket = unique("byoc")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="data/numbers.txt", Body=b"1 2 3 4\n")
-    s3.put_object(Bucket=bucket, Key="data/mode.txt", Body=b"ok\n")
     name = unique("byoc-train")
-    arn = sm.create_training_job(**_training_request(bucket, name, "data"))["TrainingJobArn"]
-    job = wait_job(sm, name, timeout=45)
+    arn, job = _train(s3, sm, bucket, name, "data", numbers=b"1 2 3 4\n", mode=b"ok\n")
     assert job["TrainingJobStatus"] == "Completed", job.get("FailureReason")
     key = f"output/{name}/output/model.tar.gz"
     assert job["ModelArtifacts"]["S3ModelArtifacts"] == f"s3://{bucket}/{key}"
@@ -206,11 +213,8 @@ def test_training_failure_reads_output_failure(srv: Server, engine: Podman) -> N
     s3, sm = srv.client("s3"), srv.client("sagemaker")
     bucket = unique("byoc")
     s3.create_bucket(Bucket=bucket)
-    s3.put_object(Bucket=bucket, Key="bad/numbers.txt", Body=b"1\n")
-    s3.put_object(Bucket=bucket, Key="bad/mode.txt", Body=b"fail\n")
     name = unique("byoc-fail")
-    arn = sm.create_training_job(**_training_request(bucket, name, "bad"))["TrainingJobArn"]
-    job = wait_job(sm, name, timeout=45)
+    arn, job = _train(s3, sm, bucket, name, "bad", numbers=b"1\n", mode=b"fail\n")
     assert job["TrainingJobStatus"] == "Failed"
     assert job["FailureReason"] == "AlgorithmError: bad data"
     assert _gone(engine, arn)
