@@ -7,7 +7,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -124,13 +124,18 @@ def _labelled(engine: Podman, arn: str) -> list[Any]:
                                               filters={"label": f"{JOB_LABEL}={arn}"}))
 
 
-def _gone(engine: Podman, arn: str, timeout: float = 15) -> bool:
+def _none_left(listing: Callable[[], list[Any]], timeout: float) -> bool:
+    """Poll `listing` until it is empty; False when it still is not after `timeout`."""
     deadline = time.monotonic() + timeout
-    while _labelled(engine, arn):
+    while listing():
         if time.monotonic() > deadline:
             return False
         time.sleep(0.1)
     return True
+
+
+def _gone(engine: Podman, arn: str, timeout: float = 15) -> bool:
+    return _none_left(lambda: _labelled(engine, arn), timeout)
 
 
 def _networks(engine: Podman, arn: str) -> list[Any]:
@@ -140,12 +145,7 @@ def _networks(engine: Podman, arn: str) -> list[Any]:
 def _no_network(engine: Podman, arn: str, timeout: float = 15) -> bool:
     """The job's network is removed once its hosts are, which may be just after the job
     reads as ended."""
-    deadline = time.monotonic() + timeout
-    while _networks(engine, arn):
-        if time.monotonic() > deadline:
-            return False
-        time.sleep(0.1)
-    return True
+    return _none_left(lambda: _networks(engine, arn), timeout)
 
 
 def _training_request(bucket: str, name: str, prefix: str) -> dict[str, Any]:
