@@ -203,11 +203,6 @@ def build_handlers(store: IamStore) -> dict[str, Handler]:
         return {"RoleName": role.name, "PolicyName": policy,
                 "PolicyDocument": encoded(document)}
 
-    async def delete_role_policy(ctx: RequestContext,
-                                 params: dict[str, Any]) -> dict[str, Any]:
-        store.delete_policy(ctx.account_id, role_name(params), policy_name(params))
-        return {}
-
     async def list_role_policies(ctx: RequestContext,
                                  params: dict[str, Any]) -> dict[str, Any]:
         name = role_name(params)
@@ -222,15 +217,17 @@ def build_handlers(store: IamStore) -> dict[str, Handler]:
             raise AwsError("InvalidInput", f"ARN {arn} is not valid.")
         return arn
 
-    async def attach_role_policy(ctx: RequestContext,
-                                 params: dict[str, Any]) -> dict[str, Any]:
-        store.attach(ctx.account_id, role_name(params), policy_arn(params))
-        return {}
+    def role_policy_change(change: Callable[[str, str, str], None],
+                           policy: Callable[[dict[str, Any]], str]) -> Handler:
+        """The handler of a call that names a role and a policy (`policy` reads and checks
+        which, after the role name), has the store `change` them, and answers nothing."""
 
-    async def detach_role_policy(ctx: RequestContext,
-                                 params: dict[str, Any]) -> dict[str, Any]:
-        store.detach(ctx.account_id, role_name(params), policy_arn(params))
-        return {}
+        async def change_role_policy(ctx: RequestContext,
+                                     params: dict[str, Any]) -> dict[str, Any]:
+            change(ctx.account_id, role_name(params), policy(params))
+            return {}
+
+        return change_role_policy
 
     async def list_attached_role_policies(ctx: RequestContext,
                                           params: dict[str, Any]) -> dict[str, Any]:
@@ -286,10 +283,10 @@ def build_handlers(store: IamStore) -> dict[str, Handler]:
         "ListRoleTags": list_role_tags,
         "PutRolePolicy": put_role_policy,
         "GetRolePolicy": get_role_policy,
-        "DeleteRolePolicy": delete_role_policy,
+        "DeleteRolePolicy": role_policy_change(store.delete_policy, policy_name),
         "ListRolePolicies": list_role_policies,
-        "AttachRolePolicy": attach_role_policy,
-        "DetachRolePolicy": detach_role_policy,
+        "AttachRolePolicy": role_policy_change(store.attach, policy_arn),
+        "DetachRolePolicy": role_policy_change(store.detach, policy_arn),
         "ListAttachedRolePolicies": list_attached_role_policies,
         "SimulatePrincipalPolicy": simulate_principal_policy,
     }

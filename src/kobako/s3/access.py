@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import parse_qsl, unquote
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors, publicaccess
+from kobako.s3 import configs, errors, publicaccess
 from kobako.s3.identity import canonical_user_id
 from kobako.s3.policy import ALLOW, DENY, NEUTRAL, Principal, evaluate, parse_policy
 from kobako.s3.publicaccess import ALL_USERS, AUTHENTICATED_USERS
@@ -400,16 +400,9 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         policy = store.get_config(bucket.name, "policy")
         if policy is None:
-            raise AwsError("NoSuchBucketPolicy", "The bucket policy does not exist", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("NoSuchBucketPolicy",
+                                          "The bucket policy does not exist", bucket.name)
         return {"Policy": json.dumps(policy)}
-
-    async def delete_bucket_policy(
-        ctx: RequestContext, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        store.set_config(bucket.name, "policy", None)
-        return {}
 
     async def put_bucket_acl(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
         bucket = s3.bucket(ctx, params["Bucket"])
@@ -461,7 +454,7 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
     return {
         "PutBucketPolicy": put_bucket_policy,
         "GetBucketPolicy": get_bucket_policy,
-        "DeleteBucketPolicy": delete_bucket_policy,
+        "DeleteBucketPolicy": configs.deleter(s3, "policy"),
         "PutBucketAcl": put_bucket_acl,
         "GetBucketAcl": get_bucket_acl,
         "PutObjectAcl": put_object_acl,

@@ -13,6 +13,7 @@ from typing import Any
 from kobako.protocol.codecs import XML_DECLARATION
 from kobako.protocol.errors import AwsError
 from kobako.protocol.http import HttpRequest, HttpResponse
+from kobako.s3 import configs, errors
 from kobako.s3.backend import S3Backend
 from kobako.server.service import Handler, RequestContext
 
@@ -114,8 +115,7 @@ class Cors:
 def _validated(params: dict[str, Any]) -> list[dict[str, Any]]:
     rules = (params.get("CORSConfiguration") or {}).get("CORSRules") or []
     if not rules or len(rules) > MAX_RULES:
-        raise AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                       "validate against our published schema", 400)
+        raise errors.malformed_xml()
     for rule in rules:
         for method in rule.get("AllowedMethods") or []:
             if method not in METHODS:
@@ -123,8 +123,7 @@ def _validated(params: dict[str, Any]) -> list[dict[str, Any]]:
                                f"Found unsupported HTTP method in CORS config. Unsupported "
                                f"method is {method}", 400)
         if not rule.get("AllowedMethods") or not rule.get("AllowedOrigins"):
-            raise AwsError("MalformedXML", "The XML you provided was not well-formed or did "
-                           "not validate against our published schema", 400)
+            raise errors.malformed_xml()
         for origin in rule["AllowedOrigins"]:
             if origin.count("*") > 1:
                 raise AwsError("InvalidRequest", f'AllowedOrigin "{origin}" can not have more '
@@ -142,17 +141,12 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         rules = s3.store.get_config(bucket.name, "cors")
         if not rules:
-            raise AwsError("NoSuchCORSConfiguration", "The CORS configuration does not exist",
-                           404, fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("NoSuchCORSConfiguration",
+                                          "The CORS configuration does not exist", bucket.name)
         return {"CORSRules": rules}
-
-    async def delete_bucket_cors(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        s3.store.set_config(bucket.name, "cors", None)
-        return {}
 
     return {
         "PutBucketCors": put_bucket_cors,
         "GetBucketCors": get_bucket_cors,
-        "DeleteBucketCors": delete_bucket_cors,
+        "DeleteBucketCors": configs.deleter(s3, "cors"),
     }

@@ -10,6 +10,16 @@ def no_such_bucket(bucket: str) -> AwsError:
                     fields={"BucketName": bucket})
 
 
+def no_bucket_config(code: str, message: str, bucket: str) -> AwsError:
+    """What reading a bucket configuration (CORS, policy...) never set answers."""
+    return AwsError(code, message, 404, fields={"BucketName": bucket})
+
+
+def malformed_xml() -> AwsError:
+    return AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
+                    "validate against our published schema", 400)
+
+
 def no_such_key(key: str) -> AwsError:
     return AwsError("NoSuchKey", "The specified key does not exist.", 404, fields={"Key": key})
 

@@ -28,11 +28,6 @@ MAX_DAYS = 36500
 MAX_YEARS = 100
 
 
-def _malformed() -> AwsError:
-    return AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                    "validate against our published schema", 400)
-
-
 def _missing_config() -> AwsError:
     return AwsError("InvalidRequest", "Bucket is missing Object Lock Configuration", 400)
 
@@ -191,6 +186,16 @@ def _version(s3: S3Backend, ctx: RequestContext, params: dict[str, Any]) -> Obje
     return s3.object(ctx, bucket.name, params["Key"], params.get("VersionId"))
 
 
+def _lock_holding(s3: S3Backend, ctx: RequestContext, params: dict[str, Any],
+                  setting: str) -> dict[str, Any]:
+    """The lock of the object version a GetObjectRetention or GetObjectLegalHold names,
+    which must hold `setting` (Mode, LegalHold): AWS answers 404 for one it lacks."""
+    lock = lock_of(_version(s3, ctx, params))
+    if not lock.get(setting):
+        raise _no_lock_on_object()
+    return lock
+
+
 def _store_lock(s3: S3Backend, record: ObjectRecord, lock: dict[str, Any]) -> None:
     headers = dict(record.headers)
     headers.pop("Lock", None)
@@ -204,11 +209,11 @@ def _store_lock(s3: S3Backend, record: ObjectRecord, lock: dict[str, Any]) -> No
 def _check_default_retention(rule: dict[str, Any]) -> dict[str, Any]:
     default = rule.get("DefaultRetention")
     if not isinstance(default, dict) or default.get("Mode") not in MODES:
-        raise _malformed()
+        raise errors.malformed_xml()
     days, years = default.get("Days"), default.get("Years")
     chosen = days if days is not None else years
     if chosen is None or (days is not None and years is not None):
-        raise _malformed()
+        raise errors.malformed_xml()
     period = int(chosen)
     if period <= 0:
         raise errors.invalid_argument("Default retention period must be a positive integer "
@@ -229,7 +234,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         bucket: Bucket = s3.bucket(ctx, params["Bucket"])
         config = params.get("ObjectLockConfiguration") or {}
         if config.get("ObjectLockEnabled") != "Enabled":
-            raise _malformed()
+            raise errors.malformed_xml()
         if bucket_config(s3.store, bucket.name) is None \
                 and versioning_status(s3.store, bucket.name) != "Enabled":
             raise AwsError("InvalidBucketState", "Versioning must be 'Enabled' on the bucket "
@@ -246,9 +251,9 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         config = bucket_config(s3.store, bucket.name)
         if config is None:
-            raise AwsError("ObjectLockConfigurationNotFoundError",
-                           "Object Lock configuration does not exist for this bucket", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config(
+                "ObjectLockConfigurationNotFoundError",
+                "Object Lock configuration does not exist for this bucket", bucket.name)
         return {"ObjectLockConfiguration": config}
 
     async def put_object_retention(
@@ -258,9 +263,9 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         retention = params.get("Retention") or {}
         mode, until = retention.get("Mode"), retention.get("RetainUntilDate")
         if (mode is None) != (until is None):
-            raise _malformed()
+            raise errors.malformed_xml()
         if mode is not None and mode not in MODES:
-            raise _malformed()
+            raise errors.malformed_xml()
         lock = lock_of(record)
         new_until = _future(until) if until is not None else None
         old_until = retain_until(lock)
@@ -282,9 +287,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
     async def get_object_retention(
         ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        lock = lock_of(_version(s3, ctx, params))
-        if not lock.get("Mode"):
-            raise _no_lock_on_object()
+        lock = _lock_holding(s3, ctx, params, "Mode")
         return {"Retention": {"Mode": lock["Mode"], "RetainUntilDate": retain_until(lock)}}
 
     async def put_object_legal_hold(
@@ -293,7 +296,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         record = _version(s3, ctx, params)
         status = (params.get("LegalHold") or {}).get("Status")
         if status not in HOLDS:
-            raise _malformed()
+            raise errors.malformed_xml()
         lock = lock_of(record)
         lock["LegalHold"] = status
         _store_lock(s3, record, lock)
@@ -302,9 +305,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
     async def get_object_legal_hold(
         ctx: RequestContext, params: dict[str, Any]
     ) -> dict[str, Any]:
-        lock = lock_of(_version(s3, ctx, params))
-        if not lock.get("LegalHold"):
-            raise _no_lock_on_object()
+        lock = _lock_holding(s3, ctx, params, "LegalHold")
         return {"LegalHold": {"Status": lock["LegalHold"]}}
 
     return {

@@ -19,7 +19,7 @@ import ipaddress
 from typing import Any
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import configs, errors
 from kobako.s3.identity import canonical_user_id
 from kobako.s3.store import S3Store
 from kobako.server.service import Handler, RequestContext
@@ -165,14 +165,9 @@ def public_policy_blocked(ctx: RequestContext, bucket: str) -> AwsError:
                     403)
 
 
-def _malformed() -> AwsError:
-    return AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                    "validate against our published schema", 400)
-
-
 def validated_ownership(value: Any) -> str:
     if value not in OWNERSHIPS:
-        raise _malformed()
+        raise errors.malformed_xml()
     return str(value)
 
 
@@ -185,7 +180,7 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         given = params.get("PublicAccessBlockConfiguration")
         if not isinstance(given, dict):
-            raise _malformed()
+            raise errors.malformed_xml()
         store.set_config(bucket.name, "public_access_block",
                          {name: bool(given.get(name, False)) for name in SETTINGS})
         return {}
@@ -196,17 +191,10 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         settings = block_settings(store, bucket.name)
         if not settings:
-            raise AwsError("NoSuchPublicAccessBlockConfiguration",
-                           "The public access block configuration was not found", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("NoSuchPublicAccessBlockConfiguration",
+                                          "The public access block configuration was not found",
+                                          bucket.name)
         return {"PublicAccessBlockConfiguration": settings}
-
-    async def delete_public_access_block(
-        ctx: RequestContext, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        store.set_config(bucket.name, "public_access_block", None)
-        return {}
 
     async def put_ownership_controls(
         ctx: RequestContext, params: dict[str, Any]
@@ -214,7 +202,7 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         rules = (params.get("OwnershipControls") or {}).get("Rules") or []
         if len(rules) != 1:
-            raise _malformed()
+            raise errors.malformed_xml()
         ownership = validated_ownership(rules[0].get("ObjectOwnership"))
         if ownership == ENFORCED:
             grants = store.get_config(bucket.name, "acl") or []
@@ -229,23 +217,16 @@ def build_handlers(s3: Any) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         ownership = object_ownership(store, bucket.name)
         if ownership is None:
-            raise AwsError("OwnershipControlsNotFoundError",
-                           "The bucket ownership controls were not found", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("OwnershipControlsNotFoundError",
+                                          "The bucket ownership controls were not found",
+                                          bucket.name)
         return {"OwnershipControls": {"Rules": [{"ObjectOwnership": ownership}]}}
-
-    async def delete_ownership_controls(
-        ctx: RequestContext, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        store.set_config(bucket.name, "ownership", None)
-        return {}
 
     return {
         "PutPublicAccessBlock": put_public_access_block,
         "GetPublicAccessBlock": get_public_access_block,
-        "DeletePublicAccessBlock": delete_public_access_block,
+        "DeletePublicAccessBlock": configs.deleter(s3, "public_access_block"),
         "PutBucketOwnershipControls": put_ownership_controls,
         "GetBucketOwnershipControls": get_ownership_controls,
-        "DeleteBucketOwnershipControls": delete_ownership_controls,
+        "DeleteBucketOwnershipControls": configs.deleter(s3, "ownership"),
     }

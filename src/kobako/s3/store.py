@@ -25,7 +25,7 @@ from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, Generic, TypeVar, overload
 
 from kobako.s3.checksums import new_hasher
 from kobako.store.backends import BlobBackends
@@ -154,9 +154,6 @@ class ObjectRecord:
         return [blob for blob, _ in self.segments]
 
 
-_UNREAD: Any = object()
-
-
 # The segments column of a one-segment object (every plain PUT), as json.dumps writes it;
 # its blob id a file's (32 hex digits) or an inline body's (kobako.store.inline).
 _BLOB_ID = r"(?:@?[0-9a-f]{32}|@[1-9][0-9]{0,18})"
@@ -193,13 +190,40 @@ def _json_object(text: str) -> dict[str, Any]:
     return {} if text == "{}" else dict(json.loads(text))
 
 
+_Decoded = TypeVar("_Decoded")
+
+
+class _DecodedColumn(Generic[_Decoded]):
+    """A JSON column of a `_StoredRecord`, decoded on first read. The decoded value is
+    then set as the record's own attribute: later reads and any assignment use it
+    without this (non-data) descriptor."""
+
+    def __init__(self, column: int, decode: Callable[[str], _Decoded]) -> None:
+        self._column = column  # its index in `_StoredRecord._raw`
+        self._decode = decode
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self._name = name
+
+    @overload
+    def __get__(self, record: None, owner: type) -> _DecodedColumn[_Decoded]: ...
+
+    @overload
+    def __get__(self, record: _StoredRecord, owner: type) -> _Decoded: ...
+
+    def __get__(self, record: _StoredRecord | None,
+                owner: type) -> _Decoded | _DecodedColumn[_Decoded]:
+        if record is None:
+            return self
+        value = self._decode(record._raw[self._column])
+        setattr(record, self._name, value)
+        return value
+
+
 class _StoredRecord(ObjectRecord):
     """An ObjectRecord read from a row: its JSON columns (segments, headers, checksums)
     are decoded on first use, so a listing or a HEAD pays only for what it reads."""
 
-    _segments: list[tuple[str, int]]
-    _headers: dict[str, Any]
-    _checksums: dict[str, str]
     _raw: tuple[str, str, str]
 
     @classmethod
@@ -212,7 +236,6 @@ class _StoredRecord(ObjectRecord):
         record.last_modified = _ts(row["last_modified"])
         record.storage_class = row["storage_class"]
         record._raw = (row["segments"], row["headers"], row["checksums"])
-        record._segments = record._headers = record._checksums = _UNREAD
         record.version_id = row["version_id"]
         try:
             record.delete_marker = bool(row["delete_marker"])
@@ -220,35 +243,9 @@ class _StoredRecord(ObjectRecord):
             record.delete_marker = False
         return record
 
-    @property
-    def segments(self) -> list[tuple[str, int]]:
-        if self._segments is _UNREAD:
-            self._segments = _segments(self._raw[0])
-        return self._segments
-
-    @segments.setter
-    def segments(self, value: list[tuple[str, int]]) -> None:
-        self._segments = value
-
-    @property
-    def headers(self) -> dict[str, Any]:
-        if self._headers is _UNREAD:
-            self._headers = _json_object(self._raw[1])
-        return self._headers
-
-    @headers.setter
-    def headers(self, value: dict[str, Any]) -> None:
-        self._headers = value
-
-    @property
-    def checksums(self) -> dict[str, str]:
-        if self._checksums is _UNREAD:
-            self._checksums = _json_object(self._raw[2])
-        return self._checksums
-
-    @checksums.setter
-    def checksums(self, value: dict[str, str]) -> None:
-        self._checksums = value
+    segments = _DecodedColumn(0, _segments)
+    headers = _DecodedColumn(1, _json_object)
+    checksums = _DecodedColumn(2, _json_object)
 
 
 class _BucketCache:

@@ -6,7 +6,7 @@ from typing import Any
 from urllib.parse import parse_qsl
 
 from kobako.protocol.errors import AwsError
-from kobako.s3 import errors
+from kobako.s3 import configs, errors
 from kobako.s3.backend import S3Backend
 from kobako.server.service import Handler, RequestContext
 
@@ -85,16 +85,9 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         pairs = s3.store.get_config(bucket.name, "tagging")
         if pairs is None:
-            raise AwsError("NoSuchTagSet", "The TagSet does not exist", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("NoSuchTagSet", "The TagSet does not exist",
+                                          bucket.name)
         return {"TagSet": _as_tag_set(pairs)}
-
-    async def delete_bucket_tagging(
-        ctx: RequestContext, params: dict[str, Any]
-    ) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        s3.store.set_config(bucket.name, "tagging", None)
-        return {}
 
     return {
         "PutObjectTagging": put_object_tagging,
@@ -102,5 +95,5 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         "DeleteObjectTagging": delete_object_tagging,
         "PutBucketTagging": put_bucket_tagging,
         "GetBucketTagging": get_bucket_tagging,
-        "DeleteBucketTagging": delete_bucket_tagging,
+        "DeleteBucketTagging": configs.deleter(s3, "tagging"),
     }
