@@ -28,7 +28,7 @@ from typing import Any
 
 from kobako.protocol.errors import AwsError
 from kobako.protocol.timestamps import format_timestamp, parse_timestamp
-from kobako.s3 import errors, lock
+from kobako.s3 import configs, errors, lock
 from kobako.s3.backend import S3Backend
 from kobako.s3.store import ObjectRecord, S3Store, now, versioning_status
 from kobako.server.service import Handler, RequestContext
@@ -41,11 +41,6 @@ MAX_RULES = 1000
 _PAGE = 1000
 
 
-def _malformed() -> AwsError:
-    return AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                    "validate against our published schema", 400)
-
-
 def _positive(value: Any, message: str) -> int:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise errors.invalid_argument(message)
@@ -56,15 +51,15 @@ def _check_filter(rule: dict[str, Any]) -> dict[str, Any]:
     """The rule's filter, as {"Prefix", "Tags", "Greater", "Less"} (legacy Prefix too)."""
     has_filter, has_prefix = "Filter" in rule, "Prefix" in rule
     if has_filter == has_prefix:
-        raise _malformed()
+        raise errors.malformed_xml()
     if has_prefix:
         return {"Prefix": rule["Prefix"] or "", "Tags": []}
     raw = rule["Filter"] or {}
     if len(raw) > 1:
-        raise _malformed()
+        raise errors.malformed_xml()
     source = raw.get("And") if "And" in raw else raw
     if not isinstance(source, dict):
-        raise _malformed()
+        raise errors.malformed_xml()
     tags = list(source.get("Tags") or [])
     if raw.get("Tag"):
         tags = [raw["Tag"]]
@@ -85,7 +80,7 @@ def _check_filter(rule: dict[str, Any]) -> dict[str, Any]:
 def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
     """One rule, validated; returned in the form GetBucketLifecycleConfiguration gives."""
     if rule.get("Status") not in ("Enabled", "Disabled"):
-        raise _malformed()
+        raise errors.malformed_xml()
     rule_id = rule.get("ID") or secrets.token_urlsafe(36)[:48]
     if len(rule_id) > 255:
         raise errors.invalid_argument("ID length should not exceed allowed limit of 255")
@@ -101,7 +96,7 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
         present = [n for n in ("Days", "Date", "ExpiredObjectDeleteMarker")
                    if expiration.get(n) is not None]
         if len(present) != 1:
-            raise _malformed()
+            raise errors.malformed_xml()
         if "Days" in present:
             _positive(expiration["Days"], "'Days' for Expiration action must be a positive "
                       "integer")
@@ -118,7 +113,7 @@ def _check_rule(rule: dict[str, Any]) -> dict[str, Any]:
     noncurrent = rule.get("NoncurrentVersionExpiration")
     if noncurrent:
         if noncurrent.get("NoncurrentDays") is None:
-            raise _malformed()
+            raise errors.malformed_xml()
         out = {"NoncurrentDays": _positive(
             noncurrent["NoncurrentDays"], "'NoncurrentDays' for NoncurrentVersionExpiration "
             "action must be a positive integer")}
@@ -164,7 +159,7 @@ def _midnight_date(date: datetime) -> datetime:
 def check_configuration(config: dict[str, Any]) -> list[dict[str, Any]]:
     rules = config.get("Rules") or []
     if not rules or len(rules) > MAX_RULES:
-        raise _malformed()
+        raise errors.malformed_xml()
     kept = [_check_rule(dict(rule)) for rule in rules]
     ids = [rule["ID"] for rule in kept]
     if len(set(ids)) != len(ids):
@@ -453,20 +448,15 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         bucket = s3.bucket(ctx, params["Bucket"])
         stored = s3.store.get_config(bucket.name, CONFIG)
         if not stored:
-            raise AwsError("NoSuchLifecycleConfiguration",
-                           "The lifecycle configuration does not exist", 404,
-                           fields={"BucketName": bucket.name})
+            raise errors.no_bucket_config("NoSuchLifecycleConfiguration",
+                                          "The lifecycle configuration does not exist",
+                                          bucket.name)
         return {"Rules": [_for_wire(r) for r in stored["Rules"]],
                 "TransitionDefaultMinimumObjectSize": stored.get("MinimumSize",
                                                                  DEFAULT_MIN_SIZE)}
 
-    async def delete_lifecycle(ctx: RequestContext, params: dict[str, Any]) -> dict[str, Any]:
-        bucket = s3.bucket(ctx, params["Bucket"])
-        s3.store.set_config(bucket.name, CONFIG, None)
-        return {}
-
     return {
         "PutBucketLifecycleConfiguration": put_lifecycle,
         "GetBucketLifecycleConfiguration": get_lifecycle,
-        "DeleteBucketLifecycle": delete_lifecycle,
+        "DeleteBucketLifecycle": configs.deleter(s3, CONFIG),
     }
