@@ -226,8 +226,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
             return completed(ctx, done)
         requested = (params.get("MultipartUpload") or {}).get("Parts") or []
         if not requested:
-            raise AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                           "validate against our published schema", 400)
+            raise errors.malformed_xml()
         stored = {p.part_number: p for p in s3.store.list_parts(upload.upload_id)}
         chosen: list[Part] = []
         for index, item in enumerate(requested):

@@ -177,8 +177,7 @@ def _tags_from_form(text: str | None) -> list[tuple[str, str]]:
     try:
         root = ElementTree.fromstring(text)
     except ElementTree.ParseError:
-        raise AwsError("MalformedXML", "The XML you provided was not well-formed or did not "
-                       "validate against our published schema", 400) from None
+        raise errors.malformed_xml() from None
     pairs = []
     for tag in root.iter():
         if tag.tag.rsplit("}", 1)[-1] != "Tag":

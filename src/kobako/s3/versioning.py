@@ -36,8 +36,7 @@ def build_handlers(s3: S3Backend) -> dict[str, Handler]:
         config = params.get("VersioningConfiguration") or {}
         status = config.get("Status")
         if status not in ("Enabled", "Suspended"):
-            raise AwsError("MalformedXML", "The XML you provided was not well-formed or did "
-                           "not validate against our published schema", 400)
+            raise errors.malformed_xml()
         if config.get("MFADelete") == "Enabled":
             raise AwsError("InvalidRequest", "MFA delete is not supported by kobako.", 400)
         lock.check_versioning_change(s3.store, bucket.name, status)
