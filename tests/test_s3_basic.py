@@ -54,3 +54,15 @@ def test_wrong_secret_is_rejected(server: Any) -> None:
     with pytest.raises(ClientError) as exc:
         client.list_buckets()
     assert error_code(exc) == "InvalidAccessKeyId"
+
+
+def test_request_id_headers_per_service(server: Any, s3: Any, bucket: str) -> None:
+    """S3 names a request in x-amz-request-id only (as AWS's S3 does); the JSON and
+    query services in x-amzn-requestid, which their botocore parsers read."""
+    put = s3.put_object(Bucket=bucket, Key="rid", Body=b"x")["ResponseMetadata"]
+    assert put["RequestId"] and put["HTTPHeaders"]["x-amz-request-id"] == put["RequestId"]
+    assert "x-amzn-requestid" not in put["HTTPHeaders"]
+    error = s3.list_objects_v2(Bucket=bucket, Prefix="none")["ResponseMetadata"]
+    assert "x-amzn-requestid" not in error["HTTPHeaders"]
+    logs = server.client("logs").describe_log_groups()["ResponseMetadata"]
+    assert logs["RequestId"] and logs["HTTPHeaders"]["x-amzn-requestid"] == logs["RequestId"]
