@@ -246,9 +246,7 @@ def content_headers(params: dict[str, Any]) -> dict[str, Any]:
     # Most PUTs name no content header: one set test instead of seven look-ups.
     named = () if _CONTENT_PARAM_NAMES.isdisjoint(params) else CONTENT_PARAMS
     for name in named:
-        if name not in params:
-            continue
-        value = params[name]
+        value = params.get(name)
         if value is None:
             continue
         if name == "ContentEncoding":

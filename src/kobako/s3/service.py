@@ -122,6 +122,7 @@ def build(config: Config, db: Database, store: S3Store | None = None) -> Service
         rewrite_path=rewrite,
         preflight=early,
         decorate=browser.decorate,
+        request_id_headers=(b"x-amz-request-id",),  # as AWS's S3 answers
         startup=[sweeper.start],
         shutdown=[sweeper.stop],
     )

@@ -388,8 +388,7 @@ class S3Store:
         """
         blobs = self.blobs_of(bucket)
         md5 = hashlib.md5()
-        # (Most PUTs name no checksum: no comprehension to run for none.)
-        hashers = {name: new_hasher(name) for name in algorithms} if algorithms else {}
+        hashers = {name: new_hasher(name) for name in algorithms}
         source = aiter(pieces)
         gathered: list[bytes] = []
         size = 0
@@ -403,14 +402,14 @@ class S3Store:
                 break
         else:
             if inline and size <= self.inline_bytes and isinstance(blobs, LocalBlobStore):
-                digests = {name: h.digest() for name, h in hashers.items()} if hashers else {}
+                digests = {name: hasher.digest() for name, hasher in hashers.items()}
                 return Ingested(self.blobs.inline.new_id(), size, md5.digest(), digests,
                                 b"".join(gathered))
             if isinstance(blobs, LocalBlobStore):  # with other PUTs' bodies, one wake-up
                 blob_id = await blobs.write_grouped(gathered)
             else:
                 blob_id = await asyncio.to_thread(blobs.write, gathered)
-            digests = {name: h.digest() for name, h in hashers.items()} if hashers else {}
+            digests = {name: hasher.digest() for name, hasher in hashers.items()}
             return Ingested(blob_id, size, md5.digest(), digests)
         writer = await asyncio.to_thread(blobs.writer)
         try:
@@ -426,7 +425,7 @@ class S3Store:
         except BaseException:
             writer.abort()
             raise
-        digests = {name: h.digest() for name, h in hashers.items()} if hashers else {}
+        digests = {name: hasher.digest() for name, hasher in hashers.items()}
         return Ingested(blob_id, writer.size, md5.digest(), digests)
 
     def insert_inline(self, ingested: Ingested) -> None:

@@ -150,7 +150,7 @@ class KobakoApp:
                                   or not await incoming.drain()):
             response.headers.append(("Connection", "close"))
         await _send_response(send, response, request_id, request.method == "HEAD", scope,
-                             service.name == "s3")
+                             service.request_id_headers)
         if self._pending is not None and self._deferred is not None:
             self._deferred.start()  # the first answer is out: build the rest now
         self._request_log.line(
@@ -370,12 +370,10 @@ def _bodiless(headers: dict[str, str]) -> bool:
 
 
 async def _send_response(send: Send, response: HttpResponse, request_id: str, head: bool,
-                         scope: Scope, s3: bool = False) -> None:
+                         scope: Scope, id_headers: tuple[bytes, ...]) -> None:
     headers = [(k.encode("latin-1"), str(v).encode("latin-1")) for k, v in response.headers]
     raw_id = request_id.encode()
-    headers.append((b"x-amz-request-id", raw_id))
-    if not s3:  # S3 names its requests in x-amz-request-id only, as AWS's S3 does
-        headers.append((b"x-amzn-requestid", raw_id))
+    headers.extend((name, raw_id) for name in id_headers)
     body = response.body
     if isinstance(body, bytes):
         if response.header("content-length") is None:

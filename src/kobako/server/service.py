@@ -63,5 +63,8 @@ class Service:
     preflight: Callable[[HttpRequest, str], Awaitable[HttpResponse | None]] | None = None
     # Adds headers to every response (S3's CORS headers for a matching Origin).
     decorate: Callable[[HttpRequest, str, HttpResponse], None] | None = None
+    # The response headers that name the request: both forms by default (botocore's
+    # JSON and query parsers read x-amzn-requestid); S3 sends x-amz-request-id only.
+    request_id_headers: tuple[bytes, ...] = (b"x-amz-request-id", b"x-amzn-requestid")
     startup: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
     shutdown: list[Callable[[], Awaitable[None]]] = field(default_factory=list)
